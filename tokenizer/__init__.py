@@ -1,0 +1,6 @@
+"""The W.A.L.T tokenizer: a causal 3D-CNN VAE (MAGVIT-v2 architecture, continuous latent)."""
+
+from tokenizer.distribution import DiagonalGaussian
+from tokenizer.vae import PRESETS, CausalVAE
+
+__all__ = ["PRESETS", "CausalVAE", "DiagonalGaussian"]

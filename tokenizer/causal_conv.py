@@ -1,0 +1,99 @@
+"""Causal 3D convolution with an explicit, returned temporal cache.
+
+MAGVIT-v2 (Yu et al. 2023, Sec. 3.2) makes every 3D convolution causal in time: the input is
+padded with ``k_t - 1`` frames in front and none after, so output frame ``i`` only sees input
+frames ``<= i``. With a temporal stride ``s`` this maps ``1 + s*t`` frames to ``1 + t`` frames.
+
+Streaming: ``forward(x, cache)`` returns ``(out, cache)``. ``cache=None`` means "start of the
+clip" (the front padding is built from the first frame); otherwise ``cache`` holds the
+not-yet-consumed tail of the previous chunk's padded input, so processing a clip in chunks
+gives the same frames as processing it at once. Nothing is stored on the module.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+PAD_MODES = ("replicate", "zeros")
+
+
+class CausalConv3d(nn.Module):
+    """A 3D convolution that is causal in time and keeps spatial size (or strides it).
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: ``(k_t, k_h, k_w)`` or one int for all three.
+        stride: ``(s_t, s_h, s_w)`` or one int.
+        pad_mode: how the ``k_t - 1`` front frames are filled at the start of a clip:
+            ``"replicate"`` (copies of the first frame) or ``"zeros"``.
+        bias: whether the convolution has a bias.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int, int] = 3,
+        stride: int | tuple[int, int, int] = 1,
+        pad_mode: str = "replicate",
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        k = (kernel_size,) * 3 if isinstance(kernel_size, int) else tuple(kernel_size)
+        s = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+        if any(kk % 2 == 0 for kk in k[1:]):
+            raise ValueError(f"spatial kernel sizes must be odd, got {k}")
+        self.kernel_size = k
+        self.stride = s
+        self.pad_mode = pad_mode
+        # Spatial padding is symmetric ("same" for stride 1, exact halving for stride 2 on even
+        # sizes); temporal padding is done by hand in forward (front only).
+        self.conv = nn.Conv3d(
+            in_channels,
+            out_channels,
+            kernel_size=k,
+            stride=s,
+            padding=(0, k[1] // 2, k[2] // 2),
+            bias=bias,
+        )
+
+    def _front_pad(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.kernel_size[0] - 1
+        first = x[:, :, :1]  # (B, C, 1, H, W)
+        if self.pad_mode == "zeros":
+            first = torch.zeros_like(first)
+        return first.expand(-1, -1, n, -1, -1)
+
+    def forward(
+        self, x: torch.Tensor, cache: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Convolve ``x`` (B, C, T, H, W), continuing from ``cache``; return ``(out, cache)``."""
+        if x.ndim != 5:
+            raise ValueError(f"CausalConv3d expects (B, C, T, H, W), got shape {tuple(x.shape)}")
+        front = self._front_pad(x) if cache is None else cache
+        padded = torch.cat([front, x], dim=2)  # (B, C, n_front + T, H, W)
+        k_t, s_t = self.kernel_size[0], self.stride[0]
+        length = padded.shape[2]
+        n_out = (length - k_t) // s_t + 1 if length >= k_t else 0
+        if n_out > 0:
+            out = self.conv(padded[:, :, : (n_out - 1) * s_t + k_t])
+        else:
+            out = self._empty_out(x)
+        # Keep every frame a future output window still needs (the tail from the next window's
+        # start); for stride 1 this is the last k_t - 1 frames.
+        new_cache = padded[:, :, n_out * s_t :]
+        return out, new_cache
+
+    def _empty_out(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, _, h, w = x.shape
+        sh, sw = self.stride[1], self.stride[2]
+        kh, kw = self.kernel_size[1], self.kernel_size[2]
+        ho = (h + 2 * (kh // 2) - kh) // sh + 1
+        wo = (w + 2 * (kw // 2) - kw) // sw + 1
+        return x.new_zeros(b, self.conv.out_channels, 0, ho, wo)
+

@@ -1,0 +1,93 @@
+"""Causal 3D-CNN encoder (MAGVIT-v2 layout, W.A.L.T continuous latent).
+
+Levels of residual blocks separated by strided-conv downsampling; temporal downsampling only
+in the later downsamples (MAGVIT-v2, Sec. 3.2), so early features keep full frame rate. The
+head predicts the mean and log-variance of a diagonal Gaussian over ``c`` latent channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tokenizer.blocks import Cache, Downsample, ResBlock, sub
+from tokenizer.causal_conv import CausalConv3d
+from tokenizer.norm import FrameGroupNorm
+
+
+def temporal_flags(levels: int, temporal_compression: int) -> list[bool]:
+    """For the ``levels - 1`` resampling steps (encoder order), which ones act on time.
+
+    The last ``log2(temporal_compression)`` steps do, i.e. time is reduced late.
+    """
+    n_t = int(math.log2(temporal_compression))
+    if 2**n_t != temporal_compression or n_t > levels - 1:
+        raise ValueError(
+            f"temporal_compression={temporal_compression} must be a power of 2 and at most "
+            f"2**(levels-1)={2 ** (levels - 1)}"
+        )
+    steps = levels - 1
+    return [i >= steps - n_t for i in range(steps)]
+
+
+class Encoder(nn.Module):
+    """Pixels (B, 3, T, H, W) -> Gaussian parameters (B, 2c, t, h, w).
+
+    Args:
+        base_channels: channels of the first level.
+        channel_mults: per-level channel multipliers; ``len - 1`` downsamples (8x for 4 levels).
+        num_res_blocks: residual blocks per level.
+        latent_channels: ``c``.
+        temporal_compression: frame reduction (power of 2).
+        groups: GroupNorm groups.
+        pad_mode: causal front-padding mode.
+        in_channels: pixel channels.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_channels: int,
+        channel_mults: tuple[int, ...],
+        num_res_blocks: int,
+        latent_channels: int,
+        temporal_compression: int,
+        groups: int = 32,
+        pad_mode: str = "replicate",
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        flags = temporal_flags(len(channel_mults), temporal_compression)
+        ch = base_channels * channel_mults[0]
+        self.conv_in = CausalConv3d(in_channels=in_channels, out_channels=ch, pad_mode=pad_mode)
+        self.levels = nn.ModuleList()
+        for i, mult in enumerate(channel_mults):
+            out = base_channels * mult
+            level = nn.ModuleDict()
+            blocks = []
+            for _ in range(num_res_blocks):
+                blocks.append(ResBlock(in_channels=ch, out_channels=out, groups=groups, pad_mode=pad_mode))
+                ch = out
+            level["blocks"] = nn.ModuleList(blocks)
+            if i < len(channel_mults) - 1:
+                level["down"] = Downsample(channels=ch, temporal=flags[i], pad_mode=pad_mode)
+            self.levels.append(level)
+        self.mid = ResBlock(in_channels=ch, out_channels=ch, groups=groups, pad_mode=pad_mode)
+        self.norm_out = FrameGroupNorm(channels=ch, groups=groups)
+        self.conv_out = nn.Conv3d(ch, 2 * latent_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, cache: Cache = None) -> tuple[torch.Tensor, dict]:
+        """Return ``(moments, cache)``; ``moments`` is (B, 2c, t, h, w) = [mean, logvar]."""
+        new: dict = {}
+        h, new["conv_in"] = self.conv_in(x, sub(cache, "conv_in"))
+        for i, level in enumerate(self.levels):
+            for j, block in enumerate(level["blocks"]):
+                key = f"l{i}b{j}"
+                h, new[key] = block(h, sub(cache, key))
+            if "down" in level:
+                h, new[f"l{i}down"] = level["down"](h, sub(cache, f"l{i}down"))
+        h, new["mid"] = self.mid(h, sub(cache, "mid"))
+        return self.conv_out(F.silu(self.norm_out(h))), new

@@ -1,0 +1,257 @@
+"""CausalVAE: the W.A.L.T tokenizer (MAGVIT-v2 causal 3D CNN with a continuous latent).
+
+Images and videos share one latent space: a clip of ``1 + 4k`` frames maps to ``1 + k`` latent
+frames and an image (``T = 1``) to one latent frame, equal to the first latent frame of any
+video that starts with it (W.A.L.T Sec. 3.1).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from tokenizer.decoder import Decoder
+from tokenizer.distribution import DiagonalGaussian
+from tokenizer.encoder import Encoder
+from tokenizer.padding import pad_clip
+from tokenizer.streaming import decode_chunks, encode_chunks, tiled
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # for tests and the quickstart: < 1M parameters
+    "tiny": {"base_channels": 16, "channel_mults": [1, 1, 2, 2], "num_res_blocks": 1, "groups": 8},
+    # W.A.L.T Table 8: 128 base channels, multipliers 1,2,2,4 (video), 4 res blocks per level
+    "walt": {"base_channels": 128, "channel_mults": [1, 2, 2, 4], "num_res_blocks": 4},
+    "walt-image": {"base_channels": 128, "channel_mults": [1, 1, 2, 4], "num_res_blocks": 4},
+}
+
+
+class CausalVAE(nn.Module):
+    """Causal 3D-CNN VAE with a diagonal-Gaussian latent.
+
+    Args:
+        base_channels: channels at full resolution.
+        channel_mults: per-level multipliers; ``len - 1`` 2x spatial downsamples.
+        num_res_blocks: residual blocks per level.
+        latent_channels: ``c`` (8 in W.A.L.T).
+        temporal_compression: frames per latent frame after the first (4).
+        groups: GroupNorm groups.
+        pad_mode: causal front padding, ``"replicate"`` or ``"zeros"``.
+        stream_above: decode/encode in temporal chunks when the clip has more latent frames.
+        stream_chunk: latent frames per chunk when streaming.
+        tile_above: tile spatially when a frame side exceeds this many pixels (0 = never).
+        tile_size: tile side in pixels when tiling (multiple of the spatial compression).
+        tile_overlap: overlap between tiles in pixels (multiple of the spatial compression).
+        latent_mean: per-channel latent mean for ``normalize`` (default zeros).
+        latent_std: per-channel latent std for ``normalize`` (default ones).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_channels: int = 128,
+        channel_mults: list[int] | tuple[int, ...] = (1, 2, 2, 4),
+        num_res_blocks: int = 4,
+        latent_channels: int = 8,
+        temporal_compression: int = 4,
+        groups: int = 32,
+        pad_mode: str = "replicate",
+        stream_above: int = 5,
+        stream_chunk: int = 4,
+        tile_above: int = 512,
+        tile_size: int = 256,
+        tile_overlap: int = 64,
+        latent_mean: list[float] | None = None,
+        latent_std: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        arch = dict(
+            base_channels=base_channels,
+            channel_mults=tuple(channel_mults),
+            num_res_blocks=num_res_blocks,
+            latent_channels=latent_channels,
+            temporal_compression=temporal_compression,
+            groups=groups,
+            pad_mode=pad_mode,
+        )
+        self.encoder = Encoder(**arch)
+        self.decoder = Decoder(**arch)
+        self.latent_channels = latent_channels
+        self.temporal_compression = temporal_compression
+        self.spatial_compression = 2 ** (len(channel_mults) - 1)
+        for name, value in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
+            if value % self.spatial_compression:
+                raise ValueError(f"{name}={value} must be a multiple of {self.spatial_compression}")
+        self.config: dict[str, Any] = {
+            **arch,
+            "channel_mults": list(channel_mults),
+            "stream_above": stream_above,
+            "stream_chunk": stream_chunk,
+            "tile_above": tile_above,
+            "tile_size": tile_size,
+            "tile_overlap": tile_overlap,
+        }
+        self.set_latent_stats(
+            [0.0] * latent_channels if latent_mean is None else latent_mean,
+            [1.0] * latent_channels if latent_std is None else latent_std,
+        )
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> CausalVAE:
+        """Build a preset (``tiny``, ``walt``, ``walt-image``) with keyword overrides."""
+        if name not in PRESETS:
+            raise KeyError(f"unknown tokenizer preset {name!r}; choose from {sorted(PRESETS)}")
+        return cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> CausalVAE:
+        """Rebuild from ``vae.config`` (as stored in checkpoints and exports)."""
+        return cls(**config)
+
+    # ---- latent statistics -------------------------------------------------------------
+    def set_latent_stats(self, mean: list[float], std: list[float]) -> None:
+        """Store per-channel latent statistics (used by ``normalize``; saved in ``config``)."""
+        c = self.latent_channels
+        if len(mean) != c or len(std) != c:
+            raise ValueError(f"latent stats need {c} values each, got {len(mean)} and {len(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"latent_std must be positive, got {std}")
+        self.config["latent_mean"] = [float(v) for v in mean]
+        self.config["latent_std"] = [float(v) for v in std]
+
+    def _stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.tensor(self.config["latent_mean"], dtype=z.dtype, device=z.device)
+        std = torch.tensor(self.config["latent_std"], dtype=z.dtype, device=z.device)
+        return mean.view(1, -1, 1, 1, 1), std.view(1, -1, 1, 1, 1)
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        """(z - mean) / std per channel: the diffusion model's input scale (W.A.L.T Sec. 5)."""
+        mean, std = self._stats(z)
+        return (z - mean) / std
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats(z)
+        return z * std + mean
+
+    # ---- shapes --------------------------------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error unless ``x`` is (B, 3, 1 + 4k, 8m, 8n)."""
+        if x.ndim != 5:
+            raise ValueError(f"expected pixels (B, C, T, H, W), got shape {tuple(x.shape)}")
+        _, _, t, h, w = x.shape
+        s, r = self.spatial_compression, self.temporal_compression
+        if (t - 1) % r:
+            raise ValueError(
+                f"frame count T={t} is not 1 + {r}k; trim the clip or call encode(..., pad=True)"
+            )
+        if h % s or w % s:
+            raise ValueError(
+                f"frame size {h}x{w} is not divisible by {s}; crop or call encode(..., pad=True)"
+            )
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """Latent (t, h, w) for a valid pixel size."""
+        r, s = self.temporal_compression, self.spatial_compression
+        return 1 + (frames - 1) // r, height // s, width // s
+
+    # ---- encode / decode -----------------------------------------------------------------
+    def _moments(self, x: torch.Tensor, stream: bool) -> torch.Tensor:
+        def run(piece: torch.Tensor) -> torch.Tensor:
+            if stream:
+                return encode_chunks(
+                    self.encoder, piece, temporal=self.temporal_compression, chunk=self.config["stream_chunk"]
+                )
+            return self.encoder(piece)[0]
+
+        tile_above = self.config["tile_above"]
+        if tile_above and max(x.shape[3], x.shape[4]) > tile_above:
+            return tiled(
+                run,
+                x,
+                tile=self.config["tile_size"],
+                overlap=self.config["tile_overlap"],
+                scale=1 / self.spatial_compression,
+            )
+        return run(x)
+
+    def encode_distribution(
+        self, x: torch.Tensor, *, pad: bool = False, stream: bool | None = None
+    ) -> DiagonalGaussian:
+        """Posterior q(z | x) for pixels ``x`` (B, 3, T, H, W) in [-1, 1].
+
+        Args:
+            x: pixels; ``T = 1 + 4k`` and ``H, W`` divisible by 8 unless ``pad``.
+            pad: pad frames (repeat last) and pixels (edge) up to the next valid size instead of
+                raising; crop the decode back with ``decode(z, crop_to=x.shape[2:])``.
+            stream: force temporal chunking on/off; ``None`` streams above ``stream_above``
+                latent frames.
+        """
+        if pad:
+            x = pad_clip(x, temporal=self.temporal_compression, spatial=self.spatial_compression)
+        self.check_input(x)
+        t_lat = 1 + (x.shape[2] - 1) // self.temporal_compression
+        if stream is None:
+            stream = t_lat > self.config["stream_above"]
+        return DiagonalGaussian(self._moments(x, stream))
+
+    def encode(
+        self,
+        x: torch.Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        pad: bool = False,
+        stream: bool | None = None,
+    ) -> torch.Tensor:
+        """Latent (B, c, t, h, w) of pixels (B, 3, T, H, W): the posterior mean, or a sample."""
+        dist = self.encode_distribution(x, pad=pad, stream=stream)
+        return dist.sample(generator) if sample else dist.mode()
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        *,
+        crop_to: tuple[int, int, int] | torch.Size | None = None,
+        stream: bool | None = None,
+    ) -> torch.Tensor:
+        """Pixels (B, 3, 1 + 4(t - 1), 8h, 8w) of latent ``z`` (B, c, t, h, w).
+
+        Args:
+            z: unnormalised latent (call ``denormalize`` first on diffusion outputs).
+            crop_to: ``(T, H, W)`` to crop to, e.g. the original size of a padded clip.
+            stream: force temporal chunking on/off; ``None`` streams above ``stream_above``.
+        """
+        if z.ndim != 5 or z.shape[1] != self.latent_channels:
+            raise ValueError(
+                f"expected latents (B, {self.latent_channels}, t, h, w), got shape {tuple(z.shape)}"
+            )
+        if stream is None:
+            stream = z.shape[2] > self.config["stream_above"]
+
+        def run(piece: torch.Tensor) -> torch.Tensor:
+            if stream:
+                return decode_chunks(
+                    self.decoder, piece, temporal=self.temporal_compression, chunk=self.config["stream_chunk"]
+                )
+            return self.decoder(piece)[0]
+
+        s = self.spatial_compression
+        tile_above = self.config["tile_above"]
+        if tile_above and max(z.shape[3], z.shape[4]) * s > tile_above:
+            x = tiled(run, z, tile=self.config["tile_size"] // s, overlap=self.config["tile_overlap"] // s, scale=s)
+        else:
+            x = run(z)
+        if crop_to is not None:
+            t, h, w = tuple(crop_to)[-3:]
+            x = x[:, :, :t, :h, :w]
+        return x
+
+    def forward(
+        self, x: torch.Tensor, *, sample: bool = True, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, DiagonalGaussian]:
+        """Reconstruct ``x``; returns ``(reconstruction, posterior)`` (training path, no streaming)."""
+        dist = self.encode_distribution(x, stream=False)
+        z = dist.sample(generator) if sample else dist.mode()
+        return self.decode(z, stream=False), dist
