@@ -1,0 +1,261 @@
+"""``WebVideoDataModule``: video and image shards to batches of named streams.
+
+Training yields ``{"video": stream_batch, "image": stream_batch}`` (the keys of the configured
+sources) through a Lightning ``CombinedLoader`` in ``"max_size_cycle"`` mode: an epoch lasts as
+long as the longest stream and shorter streams start over. Validation yields the same
+dict-of-streams format, one stream per batch (all video batches, then all image batches), so
+validation never repeats samples. See docs/data.md.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities.combined_loader import CombinedLoader
+from torch.utils.data import DataLoader, IterableDataset
+
+from data.pipeline import StreamOptions, WebVideoStream, expand_urls
+from data.samples import Kind, SampleSpec
+from data.transforms import as_size
+
+Urls = str | list[str] | None
+
+
+def check_num_frames(num_frames: int) -> int:
+    """``num_frames`` must be ``1 + 4k`` (the causal VAE keeps the first frame and compresses
+    each following group of 4 frames into one latent frame, W.A.L.T Sec. 3.1)."""
+    if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % 4:
+        raise ValueError(
+            f"num_frames must be 1 + 4k (1, 5, 9, 13, 17, ...), got {num_frames!r}; "
+            "use num_frames_k=k to give k instead"
+        )
+    return num_frames
+
+
+class EpochLoader(DataLoader):
+    """A DataLoader that moves its stream to the next epoch each time it is iterated.
+
+    Lightning iterates the training loader once per epoch (and ``max_size_cycle`` restarts a
+    shorter stream within an epoch); each pass gets a fresh, seed-determined shuffle.
+    """
+
+    def __init__(self, dataset: IterableDataset, **kwargs: Any) -> None:
+        super().__init__(dataset, batch_size=None, **kwargs)
+        self.next_epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass use the shuffle of ``epoch``."""
+        self.next_epoch = epoch
+
+    def __iter__(self) -> Iterator[Any]:
+        self.dataset.set_epoch(self.next_epoch)
+        self.next_epoch += 1
+        return super().__iter__()
+
+
+class NamedStreams(IterableDataset):
+    """Chains streams, wrapping each batch as ``{name: batch}`` (the validation loader).
+
+    Args:
+        streams: stream name to stream.
+    """
+
+    def __init__(self, *, streams: dict[str, WebVideoStream]) -> None:
+        super().__init__()
+        self.streams = streams
+
+    def set_epoch(self, epoch: int) -> None:
+        for stream in self.streams.values():
+            stream.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for name, stream in self.streams.items():
+            for batch in stream:
+                yield {name: batch}
+
+
+class WebVideoDataModule(pl.LightningDataModule):
+    """Joint video + image data from webdataset shards (see docs/data.md for the shard format).
+
+    Args:
+        train_videos: training video shards: a path, a brace pattern
+            (``data/train-{000000..000099}.tar``), a list, or ``pipe:``/URL shards.
+        train_images: training image shards (may be the same mixed shards as ``train_videos``:
+            each stream keeps the samples of its own kind, routed by file extension).
+        val_videos: validation video shards.
+        val_images: validation image shards.
+        num_frames: frames per clip, ``1 + 4k`` (17 = 1 + 4*4 as in W.A.L.T).
+        num_frames_k: alternative to ``num_frames``: ``k`` gives ``num_frames = 1 + 4k``.
+        size: output ``H`` and ``W`` (an int for square). Frames are scaled to cover it, then
+            cropped (randomly for training, centred for validation).
+        frame_stride: fixed stride in source frames between clip frames (exclusive with
+            ``target_fps``); both unset means stride 1.
+        target_fps: wanted clip frame rate; the stride is ``round(source_fps / target_fps)``.
+        short_clip: a video with fewer frames than the clip spans is skipped ("skip",
+            counted as a bad sample) or wrapped around from its first frame ("loop").
+        batch_size: video clips per batch.
+        image_batch_size: images per batch (defaults to ``batch_size``).
+        num_workers: dataloader worker processes per stream (so 2 streams use twice as many).
+        seed: shuffle seed; the order is a function of (seed, epoch, rank, worker).
+        shuffle_buffer: training sample-shuffle buffer per worker (shards are shuffled too);
+            0 or 1 keeps the shard order within a shard.
+        resampled: draw training shards with replacement forever (multi-node recipe); set
+            ``epoch_length`` to give epochs a length.
+        epoch_length: training samples per epoch over all ranks (rounded up to whole batches
+            per rank, the same count on every rank so DDP steps stay in lockstep). Without it
+            an epoch is one pass over the shards (``resampled=False``) or endless.
+        max_failure_fraction: stop with an error when more than this fraction of the samples
+            a worker has seen were bad (after ``failure_check_after`` samples).
+        failure_check_after: samples a worker must see before the fraction is checked.
+        load_pixels: decode media; False reads only precomputed ``latents`` (and text arrays).
+        pin_memory: pin batches in page-locked memory (for GPU training).
+        rank: override the rank used to split shards (default: the trainer's, else
+            ``torch.distributed``'s, else 0).
+        world_size: override the number of ranks (same defaults as ``rank``).
+    """
+
+    def __init__(
+        self,
+        *,
+        train_videos: Urls = None,
+        train_images: Urls = None,
+        val_videos: Urls = None,
+        val_images: Urls = None,
+        num_frames: int = 17,
+        num_frames_k: int | None = None,
+        size: int | tuple[int, int] = 256,
+        frame_stride: int | None = None,
+        target_fps: float | None = None,
+        short_clip: Literal["skip", "loop"] = "skip",
+        batch_size: int = 8,
+        image_batch_size: int | None = None,
+        num_workers: int = 2,
+        seed: int = 0,
+        shuffle_buffer: int = 64,
+        resampled: bool = False,
+        epoch_length: int | None = None,
+        max_failure_fraction: float = 0.1,
+        failure_check_after: int = 100,
+        load_pixels: bool = True,
+        pin_memory: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if num_frames_k is not None:
+            num_frames = 1 + 4 * num_frames_k
+        self.num_frames = check_num_frames(num_frames)
+        self.size = as_size(size)
+        if frame_stride is not None and target_fps is not None:
+            raise ValueError("set only one of frame_stride and target_fps, not both")
+        if short_clip not in ("skip", "loop"):
+            raise ValueError(f"short_clip must be 'skip' or 'loop', got {short_clip!r}")
+        if not 0.0 <= max_failure_fraction <= 1.0:
+            raise ValueError(f"max_failure_fraction must be in [0, 1], got {max_failure_fraction}")
+        for name, value in (("batch_size", batch_size), ("epoch_length", epoch_length)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if train_videos is None and train_images is None and val_videos is None and val_images is None:
+            raise ValueError("give at least one of train_videos, train_images, val_videos, val_images")
+        self.sources = {
+            "train": {"video": train_videos, "image": train_images},
+            "val": {"video": val_videos, "image": val_images},
+        }
+        self.frame_stride, self.target_fps, self.short_clip = frame_stride, target_fps, short_clip
+        self.batch_sizes = {"video": batch_size, "image": image_batch_size or batch_size}
+        self.num_workers, self.seed, self.shuffle_buffer = num_workers, seed, shuffle_buffer
+        self.resampled, self.epoch_length = resampled, epoch_length
+        self.max_failure_fraction, self.failure_check_after = max_failure_fraction, failure_check_after
+        self.load_pixels, self.pin_memory = load_pixels, pin_memory
+        self.rank_override, self.world_size_override = rank, world_size
+        self.streams: dict[str, dict[str, WebVideoStream]] = {"train": {}, "val": {}}
+
+    def setup(self, stage: str | None = None) -> None:
+        """Expand and check every shard pattern (missing files fail here, before training)."""
+        rank, world_size = self._rank_and_world_size()
+        for split, kinds in self.sources.items():
+            self.streams[split] = {
+                kind: self._make_stream(split, kind, urls, rank, world_size)
+                for kind, urls in kinds.items()
+                if urls is not None
+            }
+
+    def train_dataloader(self) -> CombinedLoader:
+        """``{"video": loader, "image": loader}`` (configured keys only), ``max_size_cycle``."""
+        streams = self._require("train")
+        return CombinedLoader(
+            {name: self._loader(stream) for name, stream in streams.items()}, mode="max_size_cycle"
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """Batches ``{"video": batch}`` then ``{"image": batch}``, each sample once."""
+        streams = self._require("val")
+        return self._loader(NamedStreams(streams=streams))
+
+    def _require(self, split: str) -> dict[str, WebVideoStream]:
+        if not self.streams[split]:
+            if not any(v is not None for v in self.sources[split].values()):
+                raise ValueError(f"no {split} shards configured ({split}_videos / {split}_images)")
+            self.setup("fit")
+        return self.streams[split]
+
+    def _loader(self, dataset: IterableDataset) -> EpochLoader:
+        return EpochLoader(
+            dataset,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+            prefetch_factor=2 if self.num_workers > 0 else None,
+        )
+
+    def _make_stream(
+        self, split: str, kind: Kind, urls: Urls, rank: int, world_size: int
+    ) -> WebVideoStream:
+        train = split == "train"
+        spec = SampleSpec(
+            kind=kind,
+            num_frames=self.num_frames if kind == "video" else 1,
+            size=self.size,
+            frame_stride=self.frame_stride,
+            target_fps=self.target_fps,
+            short_clip=self.short_clip,
+            train=train,
+            load_pixels=self.load_pixels,
+        )
+        options = StreamOptions(
+            batch_size=self.batch_sizes[kind],
+            shuffle=train,
+            seed=self.seed,
+            shuffle_buffer=self.shuffle_buffer if train else 0,
+            resampled=self.resampled and train,
+            epoch_length=self.epoch_length if train else None,
+            max_failure_fraction=self.max_failure_fraction,
+            failure_check_after=self.failure_check_after,
+            rank=rank,
+            world_size=world_size,
+        )
+        expanded = expand_urls(urls, name=f"{split}_{kind}s")
+        return WebVideoStream(urls=expanded, spec=spec, options=options)
+
+    def _rank_and_world_size(self) -> tuple[int, int]:
+        rank, world_size = 0, 1
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:
+            rank, world_size = trainer.global_rank, trainer.world_size
+        elif torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        rank = self.rank_override if self.rank_override is not None else rank
+        world_size = self.world_size_override if self.world_size_override is not None else world_size
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+        if world_size > 1 and self.resampled is False and self.epoch_length is None:
+            warnings.warn(
+                "training with several ranks and neither resampled=True nor epoch_length: "
+                "ranks may get different batch counts, which stalls DDP; set epoch_length",
+                stacklevel=2,
+            )
+        return rank, world_size

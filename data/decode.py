@@ -1,0 +1,315 @@
+"""Decode shard members (bytes) into uint8 frames with PyAV (videos) and Pillow (images).
+
+A clip is ``num_frames`` frames spaced ``stride`` source frames apart. Instead of decoding the
+whole file, we seek to the keyframe before the clip start and decode forward only until the
+last frame of the clip, which is what makes loading long videos cheap.
+
+Frames are picked by timestamp, not by counting, so containers without a frame count (WebM,
+Matroska) and streams whose first timestamp is not zero work the same way: target time
+``t_i = t_0 + i * stride / fps`` takes the first decoded frame whose time is at or after
+``t_i - 0.5 / fps``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import io
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import av
+import numpy as np
+from PIL import Image, ImageOps
+
+VIDEO_EXTENSIONS: tuple[str, ...] = ("mp4", "webm", "mkv", "avi", "mov", "gif")
+IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
+
+ClipStart = Literal["random", "center", "start"]
+ShortClip = Literal["skip", "loop"]
+_REORDER_DEPTH = 4  # frames held back to restore presentation order
+
+
+class ShortClipError(ValueError):
+    """The video has fewer frames than the clip needs and ``short_clip="skip"``."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about its first video stream.
+
+    Attributes:
+        fps: average frame rate of the stream.
+        num_frames: frame count from the header, ``None`` when the container has none.
+        duration: duration in seconds, ``None`` when unknown.
+        width: displayed width (after rotation).
+        height: displayed height (after rotation).
+        rotation: counter-clockwise rotation in degrees from the display matrix.
+    """
+
+    fps: float
+    num_frames: int | None
+    duration: float | None
+    width: int
+    height: int
+    rotation: int
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A decoded clip.
+
+    Attributes:
+        frames: ``(T, H, W, 3)`` uint8 RGB, rotation already applied.
+        fps: effective frame rate, ``source_fps / stride``.
+        stride: spacing in source frames between consecutive clip frames.
+        source_fps: the stream's average frame rate.
+        times: presentation time in seconds of each returned frame.
+        looped: True when the video was shorter than the clip and frames wrapped around.
+    """
+
+    frames: np.ndarray
+    fps: float
+    stride: int
+    source_fps: float
+    times: tuple[float, ...]
+    looped: bool
+
+
+def choose_stride(source_fps: float, *, frame_stride: int | None, target_fps: float | None) -> int:
+    """Frame stride from either a fixed stride or a target frame rate (exactly one may be set).
+
+    With ``target_fps`` the stride is the integer closest to ``source_fps / target_fps`` (at least
+    1), so the effective rate ``source_fps / stride`` is as close as an integer stride allows.
+    """
+    if frame_stride is not None and target_fps is not None:
+        raise ValueError("set only one of frame_stride and target_fps, not both")
+    if frame_stride is not None:
+        if frame_stride < 1:
+            raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+        return frame_stride
+    if target_fps is not None:
+        if target_fps <= 0:
+            raise ValueError(f"target_fps must be > 0, got {target_fps}")
+        return max(1, round(source_fps / target_fps))
+    return 1
+
+
+def probe_video(data: bytes) -> VideoInfo:
+    """Read the header of a video (and its first frame, for the rotation)."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = _video_stream(container)
+        fps = _stream_fps(stream)
+        duration = _stream_duration(container, stream)
+        first = next(container.decode(stream), None)
+        if first is None:
+            raise ValueError("video stream has no decodable frames")
+        rotation = _rotation(first)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation % 180:
+            width, height = height, width
+        count = stream.frames if stream.frames and stream.frames > 0 else None
+        return VideoInfo(fps, count, duration, width, height, rotation)
+
+
+def decode_clip(
+    data: bytes,
+    *,
+    num_frames: int,
+    frame_stride: int | None = None,
+    target_fps: float | None = None,
+    clip_start: ClipStart = "random",
+    short_clip: ShortClip = "skip",
+    rng: random.Random | None = None,
+) -> Clip:
+    """Decode ``num_frames`` frames of the first video stream of ``data``.
+
+    Args:
+        data: the encoded file (a shard member).
+        num_frames: frames in the clip.
+        frame_stride: fixed spacing in source frames (exclusive with ``target_fps``).
+        target_fps: wanted frame rate; the stride is rounded to an integer.
+        clip_start: "random" (training), "center" or "start" (deterministic).
+        short_clip: "skip" raises :class:`ShortClipError` when the video is too short;
+            "loop" wraps around to the first frame.
+        rng: random source for ``clip_start="random"``.
+    """
+    rng = rng if rng is not None else random.Random()
+    with av.open(io.BytesIO(data)) as container:
+        stream = _video_stream(container)
+        source_fps = _stream_fps(stream)
+        stride = choose_stride(source_fps, frame_stride=frame_stride, target_fps=target_fps)
+        dt = 1.0 / source_fps
+        origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        duration = _stream_duration(container, stream)
+        span = (num_frames - 1) * stride * dt
+        if duration is not None and duration - span >= dt:
+            # The last usable start leaves a whole frame interval for the last frame.
+            offset = _pick_offset(duration - span - dt, clip_start, rng)
+            targets = [origin + offset + i * stride * dt for i in range(num_frames)]
+            picked = _decode_targets(container, stream, targets, dt, seek=offset > 0)
+            if picked is not None:
+                times, frames = picked
+                return Clip(np.stack(frames), source_fps / stride, stride, source_fps, times, False)
+        # Unknown or wrong duration, or the clip does not fit: decode everything once.
+        container.seek(0)
+        times_all, frames_all = _decode_all(container, stream, dt)
+    return _clip_from_all(
+        times_all, frames_all, num_frames, stride, source_fps, clip_start, short_clip, rng
+    )
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode an image to ``(H, W, 3)`` uint8 RGB, applying its EXIF orientation."""
+    with Image.open(io.BytesIO(data)) as image:
+        image = ImageOps.exif_transpose(image)
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """One decoded frame as ``(H, W, 3)`` uint8 RGB with its display rotation applied."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = (_rotation(frame) // 90) % 4
+    # np.rot90 turns counter-clockwise, the same sense as the display-matrix angle.
+    return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
+
+
+def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
+    if not container.streams.video:
+        raise ValueError("file has no video stream")
+    return container.streams.video[0]
+
+
+def _stream_fps(stream: av.VideoStream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or float(rate) <= 0:
+        raise ValueError("video stream has no frame rate")
+    return float(rate)
+
+
+def _stream_duration(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    if stream.frames:
+        return stream.frames / _stream_fps(stream)
+    return None
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    return int(round(getattr(frame, "rotation", 0) or 0))
+
+
+def _pick_offset(latest: float, clip_start: ClipStart, rng: random.Random) -> float:
+    if clip_start == "random":
+        return rng.uniform(0.0, latest)
+    if clip_start == "center":
+        return latest / 2
+    if clip_start == "start":
+        return 0.0
+    raise ValueError(f"clip_start must be 'random', 'center' or 'start', got {clip_start!r}")
+
+
+def _frame_time(frame: av.VideoFrame, index: int, dt: float) -> float:
+    if frame.pts is None or frame.time is None:
+        return index * dt
+    return float(frame.time)
+
+
+def _ordered_frames(
+    container: av.container.InputContainer, stream: av.VideoStream, dt: float
+) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Decoded frames in presentation order.
+
+    Some files (MPEG-4 ASP with packed B-frames in AVI) hand out frames slightly out of
+    timestamp order, so a small reorder buffer sorts them.
+    """
+    heap: list[tuple[float, int, av.VideoFrame]] = []
+    for index, frame in enumerate(container.decode(stream)):
+        heapq.heappush(heap, (_frame_time(frame, index, dt), index, frame))
+        if len(heap) > _REORDER_DEPTH:
+            time, _, oldest = heapq.heappop(heap)
+            yield time, oldest
+    while heap:
+        time, _, oldest = heapq.heappop(heap)
+        yield time, oldest
+
+
+def _decode_targets(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    targets: list[float],
+    dt: float,
+    *,
+    seek: bool,
+) -> tuple[tuple[float, ...], list[np.ndarray]] | None:
+    """Seek before ``targets[0]`` and decode forward; ``None`` if the targets are not reached."""
+    tolerance = 0.5 * dt
+    step = targets[1] - targets[0] if len(targets) > 1 else 0.0
+    if seek:
+        try:
+            container.seek(int(targets[0] / stream.time_base), stream=stream, backward=True)
+        except av.error.FFmpegError:
+            container.seek(0)
+    times: list[float] = []
+    frames: list[np.ndarray] = []
+    for index, (time, frame) in enumerate(_ordered_frames(container, stream, dt)):
+        if index == 0 and time > targets[0] + tolerance and seek:
+            return None  # the seek overshot the clip start
+        rgb = None
+        while len(frames) < len(targets) and time >= targets[len(frames)] - tolerance:
+            rgb = frame_to_rgb(frame) if rgb is None else rgb
+            if not frames:
+                # Later targets are spaced from the frame actually picked, so rounded
+                # timestamps (1 ms in WebM) cannot make the spacing uneven.
+                targets = [time + i * step for i in range(len(targets))]
+            times.append(time)
+            frames.append(rgb)
+        if len(frames) == len(targets):
+            return tuple(times), frames
+    return None
+
+
+def _decode_all(
+    container: av.container.InputContainer, stream: av.VideoStream, dt: float
+) -> tuple[list[float], list[np.ndarray]]:
+    times, frames = [], []
+    for time, frame in _ordered_frames(container, stream, dt):
+        times.append(time)
+        frames.append(frame_to_rgb(frame))
+    if not frames:
+        raise ValueError("video stream has no decodable frames")
+    return times, frames
+
+
+def _clip_from_all(
+    times: list[float],
+    frames: list[np.ndarray],
+    num_frames: int,
+    stride: int,
+    source_fps: float,
+    clip_start: ClipStart,
+    short_clip: ShortClip,
+    rng: random.Random,
+) -> Clip:
+    """Pick the clip by frame index from a fully decoded video (the slow, rare path)."""
+    needed = (num_frames - 1) * stride + 1
+    available = len(frames)
+    looped = available < needed
+    if looped and short_clip == "skip":
+        raise ShortClipError(
+            f"video has {available} frames but the clip needs {needed} "
+            f"({num_frames} frames at stride {stride}); set short_clip='loop' to wrap around"
+        )
+    if looped and short_clip != "loop":
+        raise ValueError(f"short_clip must be 'skip' or 'loop', got {short_clip!r}")
+    latest = max(available - needed, 0)
+    first = math.floor(_pick_offset(latest + 0.999, clip_start, rng)) if latest else 0
+    first = min(first, latest)
+    indices = [(first + i * stride) % available for i in range(num_frames)]
+    picked_times = tuple(times[i] for i in indices)
+    stacked = np.stack([frames[i] for i in indices])
+    return Clip(stacked, source_fps / stride, stride, source_fps, picked_times, looped)

@@ -1,0 +1,288 @@
+"""The webdataset stream: shard lists, rank/worker splitting, shuffling, decoding, batching.
+
+One :class:`WebVideoStream` is one named stream of the batch ("video" or "image"). Batching
+happens inside the dataloader worker so that each batch can carry how many samples that
+worker skipped since its previous batch (``skipped``).
+
+Splitting: shards are dealt to ranks (``shards[rank::world_size]``) and then to dataloader
+workers, so with ``resampled=False`` every sample is seen exactly once per epoch across the
+whole job. With ``resampled=True`` every worker draws shards with replacement from the full
+list forever (the usual multi-node recipe), and ``epoch_length`` cuts the stream into epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import braceexpand
+from torch.utils.data import IterableDataset, get_worker_info
+from webdataset.tariterators import tarfile_samples
+
+from data.samples import SampleSpec, collate, decode_sample, route
+
+_ROUTED_WITHOUT_MATCH = 1000  # routed-away samples in a row before an all-wrong-kind error
+
+
+class BadSampleWarning(UserWarning):
+    """A sample (or shard) could not be used and was skipped."""
+
+
+class TooManyFailuresError(RuntimeError):
+    """More than ``max_failure_fraction`` of the samples seen so far were bad."""
+
+
+def expand_urls(urls: str | Sequence[str], *, name: str) -> list[str]:
+    """Expand brace patterns in one or more shard URLs and check local files exist.
+
+    Args:
+        urls: a URL, a brace pattern (``shard-{000000..000009}.tar``) or a list of them.
+            Local paths are checked; ``pipe:`` and ``scheme://`` URLs are passed as they are.
+        name: the argument name, for error messages.
+    """
+    items = [urls] if isinstance(urls, str) else list(urls)
+    expanded = [url for item in items for url in braceexpand.braceexpand(str(item).strip())]
+    expanded = [url for url in expanded if url]
+    if not expanded:
+        raise ValueError(f"{name}: the shard pattern {urls!r} expands to no shards")
+    missing = [url for url in expanded if _is_local(url) and not Path(url).is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise FileNotFoundError(f"{name}: shard file(s) not found: {shown}")
+    return expanded
+
+
+def split_shards(
+    urls: Sequence[str], *, rank: int, world_size: int, worker: int, num_workers: int
+) -> list[str]:
+    """The shards of one dataloader worker on one rank (disjoint, together covering ``urls``)."""
+    return list(urls)[rank::world_size][worker::num_workers]
+
+
+@dataclass
+class StreamOptions:
+    """Iteration options of a stream (see ``WebVideoDataModule`` for each one's meaning)."""
+
+    batch_size: int
+    shuffle: bool
+    seed: int
+    shuffle_buffer: int
+    resampled: bool
+    epoch_length: int | None
+    max_failure_fraction: float
+    failure_check_after: int
+    rank: int = 0
+    world_size: int = 1
+
+
+class WebVideoStream(IterableDataset):
+    """Batches of one stream ("video" or "image") read from webdataset shards.
+
+    Args:
+        urls: expanded shard URLs.
+        spec: how samples are decoded.
+        options: splitting, shuffling, batching and failure options.
+    """
+
+    def __init__(self, *, urls: list[str], spec: SampleSpec, options: StreamOptions) -> None:
+        super().__init__()
+        self.urls = urls
+        self.spec = spec
+        self.options = options
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the shuffle order (and the random clips and crops) of ``epoch``."""
+        self.epoch = epoch
+
+    def batches_per_rank(self) -> int | None:
+        """Batches one rank yields per epoch when ``epoch_length`` is set, else ``None``."""
+        opts = self.options
+        if opts.epoch_length is None:
+            return None
+        return math.ceil(opts.epoch_length / (opts.world_size * opts.batch_size))
+
+    def __len__(self) -> int:
+        length = self.batches_per_rank()
+        if length is None:
+            raise TypeError("the stream has no length unless epoch_length is set")
+        return length
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        opts = self.options
+        rng = random.Random(f"{opts.seed}:{self.epoch}:{opts.rank}:{worker}")
+        quota = self._worker_quota(worker, num_workers)
+        state = _Counter()
+        shards = self._shard_stream(worker, num_workers, rng, cycle=quota is not None, state=state)
+        raw = tarfile_samples(({"url": url} for url in shards), handler=state.tar_handler)
+        samples = self._decoded(raw, rng, state)
+        if opts.shuffle and opts.shuffle_buffer > 1:
+            samples = _buffer_shuffle(samples, opts.shuffle_buffer, rng)
+        yield from self._batched(samples, state, quota)
+
+    def _worker_quota(self, worker: int, num_workers: int) -> int | None:
+        per_rank = self.batches_per_rank()
+        if per_rank is None:
+            return None
+        return per_rank // num_workers + (1 if worker < per_rank % num_workers else 0)
+
+    def _shard_stream(
+        self, worker: int, num_workers: int, rng: random.Random, *, cycle: bool, state: _Counter
+    ) -> Iterator[str]:
+        opts = self.options
+        if opts.resampled:
+            while True:
+                state.url = rng.choice(self.urls)
+                yield state.url
+        order = list(self.urls)
+        passes = 0
+        while True:
+            if opts.shuffle:
+                # Same order on every rank (seed and epoch only) so the split stays disjoint.
+                random.Random(f"{opts.seed}:{self.epoch}:{passes}:shards").shuffle(order)
+            mine = split_shards(
+                order, rank=opts.rank, world_size=opts.world_size, worker=worker,
+                num_workers=num_workers,
+            )
+            if not mine:
+                self._warn_no_shards(worker, num_workers, fatal=cycle)
+                return
+            for url in mine:
+                state.url = url
+                yield url
+            passes += 1
+            if not cycle:
+                return
+
+    def _warn_no_shards(self, worker: int, num_workers: int, *, fatal: bool) -> None:
+        opts = self.options
+        message = (
+            f"{self.spec.kind} stream: rank {opts.rank} worker {worker} got no shards "
+            f"({len(self.urls)} shards for {opts.world_size} ranks x {num_workers} workers); "
+            "use more shards, fewer workers, or resampled=True"
+        )
+        if fatal:
+            raise ValueError(message)
+        warnings.warn(message, BadSampleWarning, stacklevel=2)
+
+    def _decoded(
+        self, raw: Iterator[dict[str, Any]], rng: random.Random, state: _Counter
+    ) -> Iterator[dict[str, Any]]:
+        routed_in_a_row = 0
+        for sample in raw:
+            where = route(sample, self.spec.kind)
+            if where == "other":
+                routed_in_a_row, state.routed = routed_in_a_row + 1, state.routed + 1
+                stuck = routed_in_a_row >= _ROUTED_WITHOUT_MATCH and state.produced == 0
+                if stuck and self.options.resampled:
+                    raise ValueError(
+                        f"{self.spec.kind} stream found no {self.spec.kind} samples in the first "
+                        f"{routed_in_a_row} samples of {self.urls[:3]}...; wrong shard set?"
+                    )
+                continue
+            routed_in_a_row = 0
+            state.seen += 1
+            try:
+                if where == "none":
+                    fields = sorted(k for k in sample if not k.startswith("__"))
+                    raise ValueError(f"no image, video or latents field (fields: {fields})")
+                decoded = decode_sample(sample, self.spec, rng)
+            except Exception as error:  # any bad media must not stop training
+                state.fail(f"sample {sample.get('__key__')!r} in shard {state.url}: {error!r}")
+                self._check_failures(state)
+                continue
+            state.produced += 1
+            yield decoded
+        if state.produced == 0 and state.seen == 0 and state.routed > 0:
+            warnings.warn(
+                f"{self.spec.kind} stream: this worker's shards held {state.routed} samples, "
+                f"none of them {self.spec.kind}s",
+                BadSampleWarning,
+                stacklevel=2,
+            )
+
+    def _check_failures(self, state: _Counter) -> None:
+        opts = self.options
+        if state.seen < opts.failure_check_after:
+            return
+        if state.failed / state.seen > opts.max_failure_fraction:
+            raise TooManyFailuresError(
+                f"{self.spec.kind} stream: {state.failed} of {state.seen} samples failed "
+                f"({state.failed / state.seen:.1%} > max_failure_fraction="
+                f"{opts.max_failure_fraction}); last: {state.last_error}"
+            )
+
+    def _batched(
+        self, samples: Iterator[dict[str, Any]], state: _Counter, quota: int | None
+    ) -> Iterator[dict[str, Any]]:
+        if quota == 0:
+            return
+        emitted = 0
+        pending: list[dict[str, Any]] = []
+        for sample in samples:
+            pending.append(sample)
+            if len(pending) == self.options.batch_size:
+                yield collate(pending, state.take_skipped())
+                pending, emitted = [], emitted + 1
+                if quota is not None and emitted >= quota:
+                    return
+        if pending:
+            yield collate(pending, state.take_skipped())
+
+
+class _Counter:
+    """Per-worker bookkeeping: samples seen, failed, produced, and the shard being read."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.failed = 0
+        self.produced = 0
+        self.routed = 0
+        self.skipped_since_batch = 0
+        self.url = "?"
+        self.last_error = ""
+
+    def fail(self, message: str) -> None:
+        self.failed += 1
+        self.skipped_since_batch += 1
+        self.last_error = message
+        warnings.warn(f"skipping {message}", BadSampleWarning, stacklevel=3)
+
+    def tar_handler(self, error: Exception) -> bool:
+        # A truncated or unreadable shard (or a member in it): count it and move on.
+        self.seen += 1
+        self.fail(f"unreadable data in shard {self.url}: {error!r}")
+        return True
+
+    def take_skipped(self) -> int:
+        count, self.skipped_since_batch = self.skipped_since_batch, 0
+        return count
+
+
+
+def _buffer_shuffle(
+    samples: Iterator[dict[str, Any]], size: int, rng: random.Random
+) -> Iterator[dict[str, Any]]:
+    """Shuffle a stream with a reservoir of ``size`` samples."""
+    buffer: list[dict[str, Any]] = []
+    for sample in samples:
+        if len(buffer) < size:
+            buffer.append(sample)
+            continue
+        index = rng.randrange(size)
+        buffer[index], sample = sample, buffer[index]
+        yield sample
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+
+def _is_local(url: str) -> bool:
+    return not url.startswith("pipe:") and "://" not in url

@@ -1,0 +1,180 @@
+"""Turn one raw webdataset sample (a dict of bytes per extension) into tensors, and batch them.
+
+Field names are the shard format documented in docs/data.md: media under its extension,
+``cls`` / ``txt`` / ``json`` sidecars, and precomputed ``latents.*``, ``text_emb.*``,
+``text_mask.*`` arrays (``.npy`` or ``.safetensors``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ShortClip, decode_clip, decode_image
+from data.transforms import frames_to_pixels
+
+Kind = Literal["video", "image"]
+ARRAY_FIELDS: tuple[str, ...] = ("latents", "text_emb", "text_mask")
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """How to turn a raw sample into tensors (one per stream).
+
+    Attributes:
+        kind: "video" or "image"; samples of the other kind are routed away (not errors).
+        num_frames: clip length T for videos.
+        size: output ``(H, W)``.
+        frame_stride: fixed source-frame stride (exclusive with ``target_fps``).
+        target_fps: wanted frame rate; the stride is rounded to an integer.
+        short_clip: "skip" or "loop" for videos shorter than the clip.
+        train: random clip start and random crop when True; centred otherwise.
+        load_pixels: decode media; when False only precomputed arrays are read.
+    """
+
+    kind: Kind
+    num_frames: int
+    size: tuple[int, int]
+    frame_stride: int | None
+    target_fps: float | None
+    short_clip: ShortClip
+    train: bool
+    load_pixels: bool
+
+
+def media_field(sample: dict[str, Any], extensions: tuple[str, ...]) -> str | None:
+    """The sample's first field whose extension is one of ``extensions``."""
+    for name in sample:
+        if not name.startswith("__") and name.lower() in extensions:
+            return name
+    return None
+
+
+def route(sample: dict[str, Any], kind: Kind) -> Literal["mine", "other", "none"]:
+    """Whether a sample belongs to the ``kind`` stream, to the other stream, or has no media.
+
+    A sample with a video field is a video (even with a thumbnail image beside it). A sample
+    with only precomputed arrays goes by ``json["kind"]`` ("video" when absent).
+    """
+    if media_field(sample, VIDEO_EXTENSIONS) is not None:
+        found = "video"
+    elif media_field(sample, IMAGE_EXTENSIONS) is not None:
+        found = "image"
+    elif _has_arrays(sample):
+        found = json.loads(sample["json"]).get("kind", "video") if "json" in sample else "video"
+    else:
+        return "none"
+    return "mine" if found == kind else "other"
+
+
+def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) -> dict[str, Any]:
+    """Decode one sample of ``spec.kind``; raises (naming the problem) on bad media or fields."""
+    out: dict[str, Any] = {
+        "key": sample["__key__"],
+        "label": _label(sample),
+        "caption": sample["txt"].decode("utf-8").strip() if "txt" in sample else "",
+        "fps": 0.0,
+        "stride": 1,
+    }
+    meta = json.loads(sample["json"]) if "json" in sample else {}
+    for field in ARRAY_FIELDS:
+        array = _array(sample, field)
+        if array is not None:
+            out[field] = array
+    if not spec.load_pixels:
+        if "latents" not in out:
+            raise ValueError("load_pixels=False but the sample has no latents.npy/.safetensors")
+        if spec.kind == "video":
+            out["fps"] = float(meta.get("fps", 0.0))
+            out["stride"] = int(meta.get("stride", 1))
+        return out
+    crop = "random" if spec.train else "center"
+    if spec.kind == "image":
+        frames = decode_image(sample[_require(sample, IMAGE_EXTENSIONS)])[None]
+        out["pixels"] = frames_to_pixels(frames, size=spec.size, crop=crop, rng=rng)
+        return out
+    clip = decode_clip(
+        sample[_require(sample, VIDEO_EXTENSIONS)],
+        num_frames=spec.num_frames,
+        frame_stride=spec.frame_stride,
+        target_fps=spec.target_fps,
+        clip_start="random" if spec.train else "center",
+        short_clip=spec.short_clip,
+        rng=rng,
+    )
+    out["pixels"] = frames_to_pixels(clip.frames, size=spec.size, crop=crop, rng=rng)
+    out["fps"], out["stride"] = clip.fps, clip.stride
+    return out
+
+
+def collate(samples: list[dict[str, Any]], skipped: int) -> dict[str, Any]:
+    """Stack decoded samples into a stream batch (see the batch table in docs/CONVENTIONS.md)."""
+    batch: dict[str, Any] = {
+        "label": torch.tensor([s["label"] for s in samples], dtype=torch.long),
+        "caption": [s["caption"] for s in samples],
+        "fps": torch.tensor([s["fps"] for s in samples], dtype=torch.float32),
+        "stride": torch.tensor([s["stride"] for s in samples], dtype=torch.long),
+        "key": [s["key"] for s in samples],
+        "skipped": torch.tensor([skipped], dtype=torch.long),
+    }
+    for field in ("pixels", *ARRAY_FIELDS):
+        present = [field in s for s in samples]
+        if any(present) and not all(present):
+            missing = [s["key"] for s in samples if field not in s]
+            raise ValueError(f"field {field!r} is missing from samples {missing} but not others")
+        if all(present):
+            batch[field] = _stack(field, [s[field] for s in samples], batch["key"])
+    return batch
+
+
+def _stack(field: str, values: list[Any], keys: list[str]) -> torch.Tensor:
+    tensors = [torch.as_tensor(v) for v in values]
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"field {field!r} has differing shapes {sorted(shapes)} in samples {keys}")
+    stacked = torch.stack(tensors)
+    if field == "text_mask":
+        return stacked.bool()
+    return stacked if field == "pixels" else stacked.float()
+
+
+def _has_arrays(sample: dict[str, Any]) -> bool:
+    return any(name.split(".")[0] == "latents" for name in sample)
+
+
+def _require(sample: dict[str, Any], extensions: tuple[str, ...]) -> str:
+    field = media_field(sample, extensions)
+    if field is None:
+        raise ValueError(f"no media field among {extensions}; fields are {sorted(sample)}")
+    return field
+
+
+def _label(sample: dict[str, Any]) -> int:
+    if "cls" not in sample:
+        return -1
+    text = sample["cls"].decode("utf-8").strip()
+    try:
+        return int(text)
+    except ValueError as error:
+        raise ValueError(f"cls must be an integer, got {text!r}") from error
+
+
+def _array(sample: dict[str, Any], field: str) -> np.ndarray | None:
+    if f"{field}.npy" in sample:
+        return np.load(io.BytesIO(sample[f"{field}.npy"]), allow_pickle=False)
+    if f"{field}.safetensors" in sample:
+        from safetensors.numpy import load
+
+        tensors = load(sample[f"{field}.safetensors"])
+        if field in tensors:
+            return tensors[field]
+        if len(tensors) == 1:
+            return next(iter(tensors.values()))
+        raise ValueError(f"{field}.safetensors holds {sorted(tensors)}, expected a tensor {field!r}")
+    return None
