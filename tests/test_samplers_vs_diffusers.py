@@ -1,0 +1,128 @@
+"""Full sampling loops of our samplers against diffusers' schedulers with the same schedule.
+
+Both sides use linear betas 1e-4..0.02 over 1000 steps rescaled to zero terminal SNR,
+v-prediction and trailing spacing, the same deterministic fake model and the same noise; every
+intermediate sample is compared. diffusers is a test-only dependency.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from walt.diffusion import GaussianDiffusion
+from walt.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler
+
+diffusers = pytest.importorskip("diffusers")
+
+SHAPE = (2, 3, 2, 4, 4)
+ABAR = GaussianDiffusion().alphas_cumprod
+COMMON = dict(
+    num_train_timesteps=1000,
+    beta_start=1e-4,
+    beta_end=0.02,
+    beta_schedule="linear",
+    rescale_betas_zero_snr=True,
+    prediction_type="v_prediction",
+    timestep_spacing="trailing",
+)
+
+
+def fake_model(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Deterministic v-output: the exact v of a fixed target plus a nonlinear perturbation."""
+    abar = ABAR[t].item()
+    a, s = abar**0.5, (1.0 - abar) ** 0.5
+    target = torch.linspace(-0.8, 0.8, x[0].numel(), dtype=x.dtype).reshape(x.shape[1:])
+    eps = (x - a * target) / s
+    return a * eps - s * target + 0.3 * torch.tanh(2 * x) * (t / 1000.0) + 0.1 * torch.sin(3 * x)
+
+
+def run_ours(sampler, x, generator=None):
+    trajectory = []
+    for t in sampler.timesteps:
+        out = sampler.step(fake_model(x, int(t)), t, x, generator=generator)
+        x = out.prev_sample
+        trajectory.append((x, out.pred_x0))
+    return trajectory
+
+
+def run_diffusers(scheduler, x, generator=None, **step_kwargs):
+    trajectory = []
+    for t in scheduler.timesteps:
+        out = scheduler.step(fake_model(x, int(t)), t, x, generator=generator, **step_kwargs)
+        x = out.prev_sample
+        trajectory.append((x, getattr(out, "pred_original_sample", None)))
+    return trajectory
+
+
+def assert_trajectories_close(ours, theirs, rtol, atol):
+    assert len(ours) == len(theirs)
+    for i, ((x, x0), (y, y0)) in enumerate(zip(ours, theirs)):
+        torch.testing.assert_close(x, y, rtol=rtol, atol=atol, msg=f"sample differs at step {i}")
+        if y0 is not None:
+            torch.testing.assert_close(x0, y0, rtol=rtol, atol=atol, msg=f"x0 differs at step {i}")
+
+
+def initial_noise(dtype: torch.dtype) -> torch.Tensor:
+    return torch.randn(SHAPE, generator=torch.Generator().manual_seed(0), dtype=dtype)
+
+
+@pytest.mark.parametrize("steps", [50, 10])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ddim_matches_diffusers(steps, dtype):
+    theirs = diffusers.DDIMScheduler(**COMMON, clip_sample=False, set_alpha_to_one=True)
+    theirs.set_timesteps(steps)
+    ours = DDIMSampler.from_diffusion(GaussianDiffusion(), num_inference_steps=steps)
+    assert ours.timesteps.tolist() == theirs.timesteps.tolist()
+    x = initial_noise(dtype)
+    assert_trajectories_close(run_ours(ours, x), run_diffusers(theirs, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0])
+def test_ddim_eta_matches_diffusers(eta):
+    theirs = diffusers.DDIMScheduler(**COMMON, clip_sample=False, set_alpha_to_one=True)
+    theirs.set_timesteps(20)
+    ours = DDIMSampler.from_diffusion(GaussianDiffusion(), num_inference_steps=20, eta=eta)
+    x = initial_noise(torch.float64)
+    a = run_ours(ours, x, torch.Generator().manual_seed(1))
+    b = run_diffusers(theirs, x, torch.Generator().manual_seed(1), eta=eta)
+    assert_trajectories_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [50, 20])
+def test_ddpm_matches_diffusers(steps):
+    theirs = diffusers.DDPMScheduler(**COMMON, clip_sample=False, variance_type="fixed_small")
+    theirs.set_timesteps(steps)
+    ours = DDPMSampler.from_diffusion(GaussianDiffusion(), num_inference_steps=steps)
+    assert ours.timesteps.tolist() == theirs.timesteps.tolist()
+    x = initial_noise(torch.float64)
+    a = run_ours(ours, x, torch.Generator().manual_seed(2))
+    b = run_diffusers(theirs, x, torch.Generator().manual_seed(2))
+    assert_trajectories_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [20, 8])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dpm_solver_matches_diffusers(steps, dtype):
+    theirs = diffusers.DPMSolverMultistepScheduler(
+        **COMMON, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero"
+    )
+    theirs.set_timesteps(steps)
+    ours = DPMSolverSampler.from_diffusion(GaussianDiffusion(), num_inference_steps=steps)
+    assert ours.timesteps.tolist() == theirs.timesteps.tolist()
+    x = initial_noise(dtype)
+    a = [(x_, None) for x_, _ in run_ours(ours, x)]
+    b = run_diffusers(theirs, x)
+    assert_trajectories_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "linspace", "trailing"])
+@pytest.mark.parametrize("steps", [50, 7])
+def test_spacings_match_diffusers(spacing, steps):
+    config = {**COMMON, "timestep_spacing": spacing}
+    theirs = diffusers.DDPMScheduler(**config)
+    theirs.set_timesteps(steps)
+    ours = DDPMSampler.from_diffusion(
+        GaussianDiffusion(), num_inference_steps=steps, timestep_spacing=spacing
+    )
+    assert ours.timesteps.tolist() == theirs.timesteps.tolist()

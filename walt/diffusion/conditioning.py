@@ -1,0 +1,150 @@
+"""Frame-prediction conditioning masks (W.A.L.T Sec. 4, "Frame prediction").
+
+W.A.L.T conditions the denoiser on ``c_fp = concat(m * z, m)`` along channels, where ``m`` is a
+binary mask over latent frames: 1 latent frame for image-to-video, 2 for video prediction; the
+network then generates the frames where ``m = 0``. ``z`` is the clean latent of the known frames
+(the paper writes ``m * z_t``; we pass the clean latent so the known frames carry their content,
+which is what the conditioning is for). Classifier-free guidance over ``c_fp`` drops it by
+passing an all-zero mask (:func:`null_frame_condition`).
+
+Masks here are float ``(B, 1, t, 1, 1)`` tensors (1 = known frame); any mask that broadcasts to
+``(B, 1, t, h, w)`` is accepted, so arbitrary patterns such as interpolation (first and last
+frames known) work too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, int, int, int, int]:
+    if len(shape) != 5:
+        raise ValueError(f"shape must be a 5-D latent shape (B, c, t, h, w), got {tuple(shape)}")
+    b, c, t, h, w = (int(v) for v in shape)
+    return b, c, t, h, w
+
+
+def make_frame_mask(
+    shape: Sequence[int],
+    num_cond_frames: int | Tensor,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Mask of the first ``num_cond_frames`` latent frames (frame prediction / image-to-video).
+
+    Args:
+        shape: latent shape ``(B, c, t, h, w)``.
+        num_cond_frames: an int for the whole batch, or a ``(B,)`` integer tensor per sample
+            (0 = unconditional sample).
+        device: device of the mask.
+        dtype: dtype of the mask.
+
+    Returns:
+        ``(B, 1, t, 1, 1)`` mask, 1 on the known frames.
+    """
+    b, _, t, _, _ = _check_shape(shape)
+    counts = torch.as_tensor(num_cond_frames, device=device).long()
+    if counts.ndim == 0:
+        counts = counts.expand(b)
+    if counts.shape != (b,) or bool((counts < 0).any()) or bool((counts > t).any()):
+        raise ValueError(
+            f"num_cond_frames must be an int or (B,)={b} ints in [0, {t}], got {num_cond_frames}"
+        )
+    frames = torch.arange(t, device=counts.device)
+    mask = (frames[None, :] < counts[:, None]).to(dtype)  # (B, t)
+    return mask[:, None, :, None, None]  # (B, 1, t, 1, 1)
+
+
+def frame_mask_from_indices(
+    shape: Sequence[int],
+    indices: Sequence[int],
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Mask of the listed latent frames for every sample; negative indices count from the end.
+
+    ``indices=(0, -1)`` gives frame interpolation (first and last frames known).
+
+    Returns:
+        ``(B, 1, t, 1, 1)`` mask.
+    """
+    b, _, t, _, _ = _check_shape(shape)
+    mask = torch.zeros(b, 1, t, 1, 1, device=device, dtype=dtype)
+    for index in indices:
+        if not -t <= index < t:
+            raise ValueError(f"frame index {index} is out of range for t={t} latent frames")
+        mask[:, :, index] = 1.0
+    return mask
+
+
+def sample_frame_mask(
+    shape: Sequence[int],
+    *,
+    p_fp: float,
+    num_cond_choices: Sequence[int] = (1, 2),
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Random training masks: with probability ``p_fp`` a sample conditions on its first ``k``
+    latent frames, ``k`` uniform over ``num_cond_choices`` (W.A.L.T: 1 for image-to-video, 2 for
+    video prediction); otherwise its mask is all zero (unconditional generation).
+
+    Choices larger than ``t - 1`` are clipped so that at least one frame is always generated;
+    a 1-frame latent (an image) is never conditioned.
+
+    Returns:
+        ``(B, 1, t, 1, 1)`` mask.
+    """
+    b, _, t, _, _ = _check_shape(shape)
+    if not 0.0 <= p_fp <= 1.0:
+        raise ValueError(f"p_fp must be in [0, 1], got {p_fp}")
+    if len(num_cond_choices) == 0 or min(num_cond_choices) < 1:
+        raise ValueError(f"num_cond_choices must be positive ints, got {tuple(num_cond_choices)}")
+    gen_device = generator.device if generator is not None else device
+    use = torch.rand(b, generator=generator, device=gen_device) < p_fp
+    pick = torch.randint(len(num_cond_choices), (b,), generator=generator, device=gen_device)
+    choices = torch.as_tensor(list(num_cond_choices), device=gen_device).clamp(max=t - 1)
+    counts = torch.where(use, choices[pick], torch.zeros_like(pick))
+    return make_frame_mask(shape, counts.to(device), device=device, dtype=dtype)
+
+
+def frame_condition(z: Tensor, mask: Tensor) -> Tensor:
+    """``c_fp = concat(m * z, m)`` on channels (W.A.L.T Sec. 4).
+
+    Args:
+        z: latent ``(B, c, t, h, w)`` whose known frames are kept.
+        mask: ``(B, t)`` per-frame mask or any tensor broadcasting to ``(B, 1, t, h, w)``.
+
+    Returns:
+        ``(B, c + 1, t, h, w)`` conditioning tensor in ``z``'s dtype.
+    """
+    if z.ndim != 5:
+        raise ValueError(f"z must be (B, c, t, h, w), got {tuple(z.shape)}")
+    b, _, t, h, w = z.shape
+    mask = mask.to(device=z.device, dtype=z.dtype)
+    if mask.ndim == 2:
+        mask = mask[:, None, :, None, None]  # (B, t) -> (B, 1, t, 1, 1)
+    try:
+        mask = torch.broadcast_to(mask, (b, 1, t, h, w))
+    except RuntimeError as exc:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to {(b, 1, t, h, w)}"
+        ) from exc
+    return torch.cat([z * mask, mask], dim=1)  # (B, c + 1, t, h, w)
+
+
+def null_frame_condition(z: Tensor) -> Tensor:
+    """The "unconditional" ``c_fp``: all-zero mask, so no frame is known (for CFG over c_fp)."""
+    b, _, t, _, _ = z.shape
+    return frame_condition(z, torch.zeros(b, t, device=z.device, dtype=z.dtype))
+
+
+def generation_mask(frame_mask: Tensor) -> Tensor:
+    """``1 - m``: the frames to be generated, to restrict the loss to them."""
+    return 1.0 - frame_mask
