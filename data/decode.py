@@ -219,7 +219,7 @@ def _frame_time(frame: av.VideoFrame, index: int, dt: float) -> float:
     return float(frame.time)
 
 
-def _ordered_frames(
+def ordered_frames(
     container: av.container.InputContainer, stream: av.VideoStream, dt: float
 ) -> Iterator[tuple[float, av.VideoFrame]]:
     """Decoded frames in presentation order.
@@ -256,7 +256,7 @@ def _decode_targets(
             container.seek(0)
     times: list[float] = []
     frames: list[np.ndarray] = []
-    for index, (time, frame) in enumerate(_ordered_frames(container, stream, dt)):
+    for index, (time, frame) in enumerate(ordered_frames(container, stream, dt)):
         if index == 0 and time > targets[0] + tolerance and seek:
             return None  # the seek overshot the clip start
         rgb = None
@@ -277,7 +277,7 @@ def _decode_all(
     container: av.container.InputContainer, stream: av.VideoStream, dt: float
 ) -> tuple[list[float], list[np.ndarray]]:
     times, frames = [], []
-    for time, frame in _ordered_frames(container, stream, dt):
+    for time, frame in ordered_frames(container, stream, dt):
         times.append(time)
         frames.append(frame_to_rgb(frame))
     if not frames:
