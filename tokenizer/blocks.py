@@ -37,9 +37,13 @@ class ResBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = FrameGroupNorm(channels=in_channels, groups=groups)
-        self.conv1 = CausalConv3d(in_channels=in_channels, out_channels=out_channels, pad_mode=pad_mode)
+        self.conv1 = CausalConv3d(
+            in_channels=in_channels, out_channels=out_channels, pad_mode=pad_mode
+        )
         self.norm2 = FrameGroupNorm(channels=out_channels, groups=groups)
-        self.conv2 = CausalConv3d(in_channels=out_channels, out_channels=out_channels, pad_mode=pad_mode)
+        self.conv2 = CausalConv3d(
+            in_channels=out_channels, out_channels=out_channels, pad_mode=pad_mode
+        )
         self.skip = (
             nn.Conv3d(in_channels, out_channels, kernel_size=1)
             if in_channels != out_channels

@@ -96,4 +96,3 @@ class CausalConv3d(nn.Module):
         ho = (h + 2 * (kh // 2) - kh) // sh + 1
         wo = (w + 2 * (kw // 2) - kw) // sw + 1
         return x.new_zeros(b, self.conv.out_channels, 0, ho, wo)
-

@@ -51,7 +51,9 @@ class Decoder(nn.Module):
         self.levels = nn.ModuleList()
         for i in reversed(range(len(channel_mults))):
             level = nn.ModuleDict()
-            level["adanorm"] = AdaptiveGroupNorm(channels=ch, latent_channels=latent_channels, groups=groups)
+            level["adanorm"] = AdaptiveGroupNorm(
+                channels=ch, latent_channels=latent_channels, groups=groups
+            )
             level["blocks"] = nn.ModuleList(
                 ResBlock(in_channels=ch, out_channels=ch, groups=groups, pad_mode=pad_mode)
                 for _ in range(num_res_blocks)

@@ -69,7 +69,9 @@ class Encoder(nn.Module):
             level = nn.ModuleDict()
             blocks = []
             for _ in range(num_res_blocks):
-                blocks.append(ResBlock(in_channels=ch, out_channels=out, groups=groups, pad_mode=pad_mode))
+                blocks.append(
+                    ResBlock(in_channels=ch, out_channels=out, groups=groups, pad_mode=pad_mode)
+                )
                 ch = out
             level["blocks"] = nn.ModuleList(blocks)
             if i < len(channel_mults) - 1:

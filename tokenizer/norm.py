@@ -49,7 +49,9 @@ class FrameGroupNorm(nn.Module):
         return frame_group_norm(x, self.groups, self.weight, self.bias, self.eps)
 
 
-def align_latent(z: torch.Tensor, *, frames: int, size: tuple[int, int], first: bool) -> torch.Tensor:
+def align_latent(
+    z: torch.Tensor, *, frames: int, size: tuple[int, int], first: bool
+) -> torch.Tensor:
     """Resample latent ``z`` (B, c, t, h, w) onto a decoder feature grid of ``frames x size``.
 
     Time follows the decoder's causal layout: at the start of a clip latent frame 0 covers one

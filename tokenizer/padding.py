@@ -28,7 +28,11 @@ def valid_pixels(size: int, spatial: int) -> int:
 def pad_clip(x: torch.Tensor, *, temporal: int, spatial: int) -> torch.Tensor:
     """Pad ``x`` (B, C, T, H, W) at the end (last frame repeated) and bottom/right (edge pixels)."""
     b, c, t, h, w = x.shape
-    frames, height, width = valid_frames(t, temporal), valid_pixels(h, spatial), valid_pixels(w, spatial)
+    frames, height, width = (
+        valid_frames(t, temporal),
+        valid_pixels(h, spatial),
+        valid_pixels(w, spatial),
+    )
     if frames > t:
         x = torch.cat([x, x[:, :, -1:].expand(-1, -1, frames - t, -1, -1)], dim=2)
     if (height, width) != (h, w):

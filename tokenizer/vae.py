@@ -161,7 +161,10 @@ class CausalVAE(nn.Module):
         def run(piece: torch.Tensor) -> torch.Tensor:
             if stream:
                 return encode_chunks(
-                    self.encoder, piece, temporal=self.temporal_compression, chunk=self.config["stream_chunk"]
+                    self.encoder,
+                    piece,
+                    temporal=self.temporal_compression,
+                    chunk=self.config["stream_chunk"],
                 )
             return self.encoder(piece)[0]
 
@@ -233,14 +236,23 @@ class CausalVAE(nn.Module):
         def run(piece: torch.Tensor) -> torch.Tensor:
             if stream:
                 return decode_chunks(
-                    self.decoder, piece, temporal=self.temporal_compression, chunk=self.config["stream_chunk"]
+                    self.decoder,
+                    piece,
+                    temporal=self.temporal_compression,
+                    chunk=self.config["stream_chunk"],
                 )
             return self.decoder(piece)[0]
 
         s = self.spatial_compression
         tile_above = self.config["tile_above"]
         if tile_above and max(z.shape[3], z.shape[4]) * s > tile_above:
-            x = tiled(run, z, tile=self.config["tile_size"] // s, overlap=self.config["tile_overlap"] // s, scale=s)
+            x = tiled(
+                run,
+                z,
+                tile=self.config["tile_size"] // s,
+                overlap=self.config["tile_overlap"] // s,
+                scale=s,
+            )
         else:
             x = run(z)
         if crop_to is not None:

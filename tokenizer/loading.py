@@ -1,0 +1,103 @@
+"""Save and load the tokenizer: safetensors exports and Lightning checkpoints.
+
+The safetensors export holds the (EMA) VAE weights; its metadata holds the VAE ``config``
+(constructor arguments plus ``latent_mean`` / ``latent_std``) as JSON under
+``tokenizer_config``. A Lightning ``.ckpt`` of ``TokenizerModule`` is read with
+``torch.load(weights_only=True)``; its EMA weights (``ema.*``) are used and its config comes
+from the ``tokenizer_config`` entry written by ``TokenizerModule.on_save_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from tokenizer.vae import CausalVAE
+
+METADATA_KEY = "tokenizer_config"
+
+
+def save_tokenizer(vae: CausalVAE, path: str | Path) -> Path:
+    """Write ``vae``'s weights and config (with latent statistics) to a safetensors file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
+    save_file(state, str(path), metadata={METADATA_KEY: json.dumps(vae.config), "format": "pt"})
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint safely (tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def vae_state_from_checkpoint(checkpoint: dict[str, Any], *, use_ema: bool = True) -> dict:
+    """The VAE's state dict inside a ``TokenizerModule`` checkpoint (EMA weights by default)."""
+    prefix = "ema." if use_ema else "vae."
+    state = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+    if not state:
+        raise ValueError(
+            f"checkpoint has no '{prefix}*' weights; is it a TokenizerModule checkpoint?"
+        )
+    return state
+
+
+def load_tokenizer(path: str | Path, *, use_ema: bool = True, device: str = "cpu") -> CausalVAE:
+    """Load a ``CausalVAE`` (eval mode) from a ``.safetensors`` export or a ``.ckpt``.
+
+    Args:
+        path: the export or the Lightning checkpoint of ``tokenizer.TokenizerModule``.
+        use_ema: for checkpoints, take the EMA weights (default) instead of the raw ones.
+        device: where to put the model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file not found: {path}")
+    if path.suffix == ".safetensors":
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        if METADATA_KEY not in metadata:
+            raise ValueError(f"{path} has no '{METADATA_KEY}' metadata; not a tokenizer export")
+        config = json.loads(metadata[METADATA_KEY])
+        state = load_file(str(path))
+    elif path.suffix == ".ckpt":
+        checkpoint = read_checkpoint(path)
+        if "tokenizer_config" not in checkpoint:
+            raise ValueError(f"{path} has no 'tokenizer_config'; not a TokenizerModule checkpoint")
+        config = checkpoint["tokenizer_config"]
+        state = vae_state_from_checkpoint(checkpoint, use_ema=use_ema)
+    else:
+        raise ValueError(f"unsupported tokenizer file {path}: expected .safetensors or .ckpt")
+    vae = CausalVAE.from_config(config)
+    vae.load_state_dict(state, strict=True)
+    return vae.to(device).eval()
+
+
+def store_latent_stats(
+    path: str | Path, mean: list[float], std: list[float], out: str | Path
+) -> Path:
+    """Write ``path`` (export or checkpoint) to ``out`` with new latent statistics."""
+    path, out = Path(path), Path(out)
+    if path.suffix == ".safetensors":
+        vae = load_tokenizer(path)
+        vae.set_latent_stats(mean, std)
+        return save_tokenizer(vae, out)
+    checkpoint = read_checkpoint(path)
+    if "tokenizer_config" not in checkpoint:
+        raise ValueError(f"{path} has no 'tokenizer_config'; not a TokenizerModule checkpoint")
+    CausalVAE.from_config(checkpoint["tokenizer_config"]).set_latent_stats(mean, std)  # validates
+    checkpoint["tokenizer_config"]["latent_mean"] = [float(v) for v in mean]
+    checkpoint["tokenizer_config"]["latent_std"] = [float(v) for v in std]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
+    return out

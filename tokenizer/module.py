@@ -1,0 +1,285 @@
+"""LightningModule training the causal VAE with the MAGVIT-v2 loss recipe.
+
+Manual optimisation with two Adam optimisers (VAE, discriminator), an EMA of the VAE used for
+validation and export, a NaN/inf guard, and joint image + video batches (a dict of streams,
+see docs/CONVENTIONS.md). ``trainer.global_step`` counts VAE (generator) steps only: the
+discriminator's optimiser is stepped directly so it does not advance the step counter.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from tokenizer.discriminator import Discriminator3d
+from tokenizer.ema import ema_decay_at, update_ema
+from tokenizer.losses import (
+    LeCAM,
+    adaptive_weight,
+    generator_adv_loss,
+    hinge_d_loss,
+    reconstruction_loss,
+)
+from tokenizer.media import log_to_logger, side_by_side, write_mp4
+from tokenizer.metrics import psnr, ssim
+from tokenizer.perceptual import PerceptualLoss
+from tokenizer.vae import CausalVAE
+
+
+def batch_streams(batch: dict) -> dict[str, torch.Tensor]:
+    """``{"video": {"pixels": ...}, "image": {...}}`` (or one stream dict) -> name -> pixels."""
+    if "pixels" in batch:
+        return {"video" if batch["pixels"].shape[2] > 1 else "image": batch["pixels"]}
+    streams = {k: v["pixels"] for k, v in batch.items() if isinstance(v, dict) and "pixels" in v}
+    if not streams:
+        raise ValueError(f"batch has no stream with 'pixels'; keys: {sorted(batch)}")
+    return streams
+
+
+class TokenizerModule(L.LightningModule):
+    """Train ``CausalVAE`` (reconstruction + KL + perceptual + GAN with LeCAM).
+
+    Args:
+        preset: ``CausalVAE`` preset name (``tiny``, ``walt``, ``walt-image``).
+        vae_overrides: constructor overrides for the preset.
+        lr: Adam learning rate (MAGVIT-v2: 1e-4), for both optimisers.
+        betas: Adam betas (MAGVIT-v2: (0, 0.99)).
+        weight_decay: Adam weight decay.
+        warmup_steps: linear learning-rate warm-up steps.
+        cosine_steps: if > 0, cosine decay to 0 over this many steps (W.A.L.T uses cosine).
+        ema_decay: EMA decay of the VAE weights (0.999), warmed up over the first steps.
+        recon_loss: ``"l1"`` or ``"l2"``.
+        recon_weight: reconstruction weight (5.0).
+        kl_weight: KL weight on the Gaussian posterior.
+        perceptual_weight: perceptual weight (0.1 in MAGVIT-v2; 0 disables).
+        perceptual_backbone: timm model name for the perceptual loss.
+        perceptual_weights: local weights file for that backbone (required if weight > 0).
+        perceptual_frames: frames per clip used for the perceptual loss.
+        adv_weight: generator adversarial weight (0.1), times the adaptive weight.
+        lecam_weight: LeCAM weight (0.001).
+        disc_start: generator step at which the GAN switches on (< 0 never).
+        disc_base_channels: discriminator width unit.
+        disc_channel_mults: discriminator down-block multipliers (2,4,4,4,4).
+        grad_clip: max gradient norm (0 disables clipping).
+        max_nonfinite_skips: raise after this many skipped (NaN/inf) steps.
+        stream_weights: loss weight per batch stream (default 1 each).
+        media_every: write input|reconstruction mp4s every N steps (0 disables).
+        media_dir: where to write them (default ``<log_dir>/media``).
+        seed: base seed of the posterior sampling (seeded per step, so resumes are exact).
+    """
+
+    def __init__(
+        self,
+        *,
+        preset: str = "tiny",
+        vae_overrides: dict[str, Any] | None = None,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.0, 0.99),
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        cosine_steps: int = 0,
+        ema_decay: float = 0.999,
+        recon_loss: str = "l1",
+        recon_weight: float = 5.0,
+        kl_weight: float = 1e-6,
+        perceptual_weight: float = 0.0,
+        perceptual_backbone: str = "resnet18",
+        perceptual_weights: str | None = None,
+        perceptual_frames: int = 4,
+        adv_weight: float = 0.1,
+        lecam_weight: float = 0.001,
+        disc_start: int = -1,
+        disc_base_channels: int = 64,
+        disc_channel_mults: tuple[int, ...] = (2, 4, 4, 4, 4),
+        grad_clip: float = 1.0,
+        max_nonfinite_skips: int = 20,
+        stream_weights: dict[str, float] | None = None,
+        media_every: int = 0,
+        media_dir: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.vae = CausalVAE.from_preset(preset, **(vae_overrides or {}))
+        self.ema = copy.deepcopy(self.vae).requires_grad_(False)
+        self.disc = Discriminator3d(
+            base_channels=disc_base_channels, channel_mults=disc_channel_mults
+        )
+        self.lecam = LeCAM(decay=0.999)
+        self.perceptual = None
+        if perceptual_weight > 0:
+            if perceptual_weights is None:
+                raise ValueError("perceptual_weight > 0 needs perceptual_weights (a local file)")
+            self.perceptual = PerceptualLoss(
+                backbone=perceptual_backbone,
+                weights_path=perceptual_weights,
+                max_frames=perceptual_frames,
+            )
+        self.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))
+
+    # ---- optimisation set-up --------------------------------------------------------------
+    def _lr_factor(self, step: int) -> float:
+        hp = self.hparams
+        factor = min(1.0, (step + 1) / hp.warmup_steps) if hp.warmup_steps > 0 else 1.0
+        if hp.cosine_steps > 0:
+            progress = min(1.0, step / hp.cosine_steps)
+            factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+        return factor
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_g = torch.optim.Adam(
+            self.vae.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
+        )
+        opt_d = torch.optim.Adam(
+            self.disc.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt_g, self._lr_factor)
+        return [opt_g, opt_d], [sched]
+
+    # ---- losses ---------------------------------------------------------------------------
+    def _generator_loss(self, x: torch.Tensor, gen: torch.Generator, use_disc: bool, name: str):
+        hp = self.hparams
+        recon, post = self.vae(x, sample=True, generator=gen)
+        rec = reconstruction_loss(recon, x, hp.recon_loss)
+        nll = hp.recon_weight * rec
+        logs = {f"{name}/rec": rec.detach()}
+        if self.perceptual is not None:
+            perc = self.perceptual(recon, x)
+            nll = nll + hp.perceptual_weight * perc
+            logs[f"{name}/perceptual"] = perc.detach()
+        kl = post.kl().mean()
+        loss = nll + hp.kl_weight * kl
+        logs[f"{name}/kl"] = kl.detach()
+        if use_disc:
+            g_adv = generator_adv_loss(self.disc(recon))
+            w = adaptive_weight(nll, g_adv, self.vae.decoder.conv_out.conv.weight)
+            loss = loss + hp.adv_weight * w * g_adv
+            logs[f"{name}/g_adv"], logs[f"{name}/adaptive_weight"] = g_adv.detach(), w
+        with torch.no_grad():
+            logs[f"{name}/psnr"] = psnr(recon, x).mean()
+            logs[f"{name}/ssim"] = ssim(recon, x).mean()
+        return loss, recon.detach(), logs
+
+    def _disc_loss(self, x: torch.Tensor, recon: torch.Tensor, name: str):
+        real, fake = self.disc(x), self.disc(recon)
+        loss = hinge_d_loss(real, fake) + self.hparams.lecam_weight * self.lecam(real, fake)
+        self.lecam.update(real, fake)
+        logs = {
+            f"{name}/d_loss": loss.detach(),
+            f"{name}/logits_real": real.detach().mean(),
+            f"{name}/logits_fake": fake.detach().mean(),
+        }
+        return loss, logs
+
+    def _skip(self, what: str) -> None:
+        """Count a non-finite step and stop once the configured budget is exhausted."""
+        self.nonfinite_skips += 1
+        if int(self.nonfinite_skips) > self.hparams.max_nonfinite_skips:
+            raise RuntimeError(
+                f"{what} was NaN/inf {int(self.nonfinite_skips)} times (max_nonfinite_skips="
+                f"{self.hparams.max_nonfinite_skips}); lower the lr or check the data"
+            )
+
+    def _finite_backward_step(
+        self, loss: torch.Tensor, opt, params, what: str, lightning_step: bool
+    ) -> bool:
+        if not torch.isfinite(loss):
+            self._skip(f"{what} loss")
+            return False
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        clip = self.hparams.grad_clip if self.hparams.grad_clip > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        if not torch.isfinite(norm):
+            opt.zero_grad(set_to_none=True)
+            self._skip(f"{what} gradient")
+            return False
+        # the discriminator's raw optimiser is stepped so global_step counts VAE steps only
+        opt.step() if lightning_step else opt.optimizer.step()
+        return True
+
+    # ---- training ---------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        hp = self.hparams
+        opt_g, opt_d = self.optimizers()
+        step = self.global_step
+        streams = batch_streams(batch)
+        weights = hp.stream_weights or {}
+        use_disc = 0 <= hp.disc_start <= step
+        gen = torch.Generator(device=self.device).manual_seed(hp.seed * 1_000_003 + step)
+        total, recons, logs = 0.0, {}, {}
+        for name, x in streams.items():
+            loss, recons[name], slogs = self._generator_loss(x, gen, use_disc, name)
+            total = total + weights.get(name, 1.0) * loss
+            logs.update(slogs)
+        stepped = self._finite_backward_step(total, opt_g, list(self.vae.parameters()), "VAE", True)
+        if stepped:
+            self.lr_schedulers().step()
+            update_ema(self.ema, self.vae, ema_decay_at(step, hp.ema_decay))
+        if use_disc:
+            d_total = 0.0
+            for name, x in streams.items():
+                d_loss, dlogs = self._disc_loss(x, recons[name], name)
+                d_total = d_total + d_loss
+                logs.update(dlogs)
+            self._finite_backward_step(
+                d_total, opt_d, list(self.disc.parameters()), "discriminator", False
+            )
+        logs["loss"] = total.detach() if torch.is_tensor(total) else torch.tensor(total)
+        logs["nonfinite_skips"] = self.nonfinite_skips.float()
+        logs["lr"] = torch.tensor(opt_g.param_groups[0]["lr"])
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False)
+        self.log(
+            "train/psnr",
+            torch.stack([v for k, v in logs.items() if k.endswith("/psnr")]).mean(),
+            prog_bar=True,
+        )
+        if hp.media_every > 0 and step % hp.media_every == 0 and self.global_rank == 0:
+            for name, x in streams.items():
+                self._write_media(x[0], recons[name][0], f"train_{name}", step)
+
+    def _media_root(self) -> Path:
+        if self.hparams.media_dir:
+            return Path(self.hparams.media_dir)
+        log_dir = self.trainer.log_dir if self.trainer is not None else None
+        return Path(log_dir or ".") / "media"
+
+    def _write_media(self, inp: torch.Tensor, out: torch.Tensor, tag: str, step: int) -> None:
+        frames = side_by_side(inp, out)
+        path = write_mp4(frames, self._media_root() / f"{tag}_step{step:07d}.mp4")
+        if self.logger is not None:
+            log_to_logger(self.logger, frames, path, tag=f"media/{tag}", step=step)
+
+    # ---- validation (EMA weights) -----------------------------------------------------------
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        for name, x in batch_streams(batch).items():
+            recon = self.ema.decode(self.ema.encode(x, stream=False), stream=False)
+            self.log(f"val/{name}/psnr", psnr(recon, x).mean(), sync_dist=True)
+            self.log(f"val/{name}/ssim", ssim(recon, x).mean(), sync_dist=True)
+            self.log(
+                f"val/{name}/rec",
+                reconstruction_loss(recon, x, self.hparams.recon_loss),
+                sync_dist=True,
+            )
+            if batch_idx == 0 and self.hparams.media_every > 0 and self.global_rank == 0:
+                self._write_media(x[0], recon[0], f"val_{name}", self.global_step)
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the tokenizer's own config (with latent statistics) for load_tokenizer / latent_stats
+        checkpoint["tokenizer_config"] = copy.deepcopy(self.ema.config)
+        # LightningCLI stores a callable here; drop it so the file loads with weights_only=True
+        checkpoint.get("hyper_parameters", {}).pop("_instantiator", None)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        config = checkpoint.get("tokenizer_config")
+        if config is not None:
+            for vae in (self.vae, self.ema):
+                vae.set_latent_stats(config["latent_mean"], config["latent_std"])
