@@ -2,16 +2,32 @@
 
 Every stage of the project (the tokenizer and the W.A.L.T diffusion model) is an ordinary
 LightningModule plus a LightningDataModule, configured from YAML through ``class_path`` /
-``init_args``.
+``init_args``. Values that must agree are linked here, so a config states each only once:
+
+- the data's clip length and size set the module's (``num_frames``, ``size``);
+- the diffusion module's ``latent_channels`` sets its backbone's ``in_channels``.
+
+A link whose source or target the chosen classes lack is skipped, so one CLI serves both stages.
 """
 
 from __future__ import annotations
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+
+class WaltCLI(LightningCLI):
+    """LightningCLI with the project's argument links."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.init_args.num_frames", "model.init_args.num_frames")
+        parser.link_arguments("data.init_args.size", "model.init_args.size")
+        parser.link_arguments(
+            "model.init_args.latent_channels", "model.init_args.backbone.init_args.in_channels"
+        )
 
 
 def main() -> None:
-    LightningCLI(
+    WaltCLI(
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},

@@ -1,0 +1,101 @@
+"""Export the EMA backbone of a W.A.L.T checkpoint as safetensors, with its config.
+
+    python -m walt.export CKPT OUT.safetensors
+
+The file holds the EMA weights of the backbone and, in its metadata, the JSON of the training
+config (``backbone`` and ``diffusion`` class paths and arguments, tokenizer path, clip shape), so
+``load_backbone`` rebuilds the network without the checkpoint or any pickled object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+# Only the project's own classes may be rebuilt from an export's metadata.
+_TRUSTED_PREFIXES = ("models.", "walt.")
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
+    """Write the EMA backbone weights of ``ckpt`` plus its hyperparameters to ``out``."""
+    if not Path(ckpt).is_file():
+        raise FileNotFoundError(f"checkpoint {str(ckpt)!r} does not exist")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    prefix = "ema.module."
+    weights = {
+        k[len(prefix) :]: v.contiguous() for k, v in state["state_dict"].items() if k.startswith(prefix)
+    }
+    if not weights:
+        raise ValueError(f"{ckpt} holds no EMA weights (keys starting with {prefix!r})")
+    hparams = _plain(state.get("hyper_parameters", {}))
+    meta = {"config": json.dumps(hparams), "global_step": str(state.get("global_step", 0))}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(out), metadata=meta)
+    return out
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The training config stored in an export's metadata."""
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["config"])
+
+
+def load_backbone(path: str | Path) -> nn.Module:
+    """Rebuild the backbone described by an export and load its EMA weights."""
+    config = read_config(path)
+    spec = config.get("backbone")
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        raise ValueError(f"{path} has no backbone class_path in its config")
+    backbone = _instantiate(spec)
+    weights = {}
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            weights[key] = f.get_tensor(key)
+    backbone.load_state_dict(weights)
+    return backbone.eval()
+
+
+def _instantiate(spec: dict[str, Any]) -> Any:
+    class_path = spec["class_path"]
+    if not class_path.startswith(_TRUSTED_PREFIXES):
+        raise ValueError(
+            f"refusing to build {class_path!r}: exports may only name classes under "
+            f"{', '.join(_TRUSTED_PREFIXES)}"
+        )
+    module_name, name = class_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_name), name)
+    return cls(**spec.get("init_args", {}))
+
+
+def _plain(value: Any) -> Any:
+    """Hyperparameters as JSON-able data (tuples to lists, Namespaces to dicts)."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Export EMA backbone weights as safetensors.")
+    parser.add_argument("ckpt", help="Lightning checkpoint of a WALTModule")
+    parser.add_argument("out", help="output .safetensors path")
+    args = parser.parse_args(argv)
+    print(export_checkpoint(args.ckpt, args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Callbacks of the diffusion stage: periodic samples to disk and to the logger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from einops import rearrange
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+
+from walt.media import contact_sheet, write_gif, write_mp4
+
+
+class SampleLogger(Callback):
+    """Every ``every_n_steps`` optimizer steps, sample clips with the EMA weights and write them.
+
+    Files go to ``<log_dir>/samples/step_XXXXXXX/`` as mp4, gif and a PNG contact sheet; the
+    videos also go to the logger when it takes videos (wandb, TensorBoard).
+
+    Args:
+        every_n_steps: sampling period in optimizer steps (0 disables).
+        num_samples: clips per round; class-conditional models cycle through the labels.
+        num_steps: sampler steps (fewer than the paper's 50 keeps rounds cheap during training).
+        guidance_scale: classifier-free guidance scale; None uses the module's default.
+        fps: frame rate written into the files.
+        seed: sampling seed, fixed so rounds are comparable across steps.
+    """
+
+    def __init__(
+        self,
+        *,
+        every_n_steps: int = 1000,
+        num_samples: int = 4,
+        num_steps: int = 25,
+        guidance_scale: float | None = None,
+        fps: float = 8.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.every_n_steps, self.num_samples, self.num_steps = every_n_steps, num_samples, num_steps
+        self.guidance_scale, self.fps, self.seed = guidance_scale, fps, seed
+        self._last_step = -1
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        step = trainer.global_step
+        if self.every_n_steps <= 0 or step == 0 or step % self.every_n_steps or step == self._last_step:
+            return
+        self._last_step = step
+        self.write_samples(trainer, pl_module, step)
+
+    @rank_zero_only
+    def write_samples(self, trainer: Trainer, pl_module: LightningModule, step: int) -> Path:
+        labels = _labels(pl_module, self.num_samples)
+        was_training = pl_module.training
+        pl_module.eval()
+        videos = pl_module.generate(
+            labels=labels,
+            num_samples=self.num_samples,
+            num_steps=self.num_steps,
+            guidance_scale=self.guidance_scale,
+            generator=torch.Generator(device=pl_module.device).manual_seed(self.seed),
+        ).float().cpu()
+        pl_module.train(was_training)
+        out = Path(trainer.log_dir or trainer.default_root_dir) / "samples" / f"step_{step:07d}"
+        names = [f"class {int(v)}" for v in labels] if labels is not None else None
+        for i, video in enumerate(videos):
+            write_mp4(video, out / f"sample_{i:02d}.mp4", fps=self.fps)
+            write_gif(video, out / f"sample_{i:02d}.gif", fps=self.fps, scale=2)
+        contact_sheet(videos, out / "contact_sheet.png", labels=names)
+        _log_videos(trainer, videos, step, self.fps)
+        return out
+
+
+def _labels(pl_module: LightningModule, n: int) -> torch.Tensor | None:
+    num_classes = getattr(pl_module.backbone, "num_classes", 0)
+    if not num_classes:
+        return None
+    return torch.arange(n, device=pl_module.device) % num_classes
+
+
+def _log_videos(trainer: Trainer, videos: torch.Tensor, step: int, fps: float) -> None:
+    """Send (B, C, T, H, W) clips to the loggers that take videos; others only get files."""
+    frames = ((videos.clamp(-1, 1) + 1) * 127.5).to(torch.uint8)
+    for logger in trainer.loggers:
+        experiment = logger.experiment
+        if hasattr(experiment, "add_video"):  # TensorBoard wants (B, T, C, H, W)
+            clips = rearrange(frames, "b c t h w -> b t c h w")
+            experiment.add_video("samples", clips, step, fps=round(fps))
+        elif type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            clips = [
+                wandb.Video(rearrange(f, "c t h w -> t c h w").numpy(), fps=round(fps)) for f in frames
+            ]
+            logger.experiment.log({"samples": clips, "trainer/global_step": step})

@@ -1,0 +1,141 @@
+"""Writing generated clips: mp4 (PyAV), gif and PNG contact sheets (Pillow), loss curves (matplotlib).
+
+Everything takes pixels in the project's convention, ``(C, T, H, W)`` or ``(B, C, T, H, W)``
+floats in ``[-1, 1]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image, ImageDraw
+
+
+def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """(C, T, H, W) in [-1, 1] -> (T, H, W, C) uint8."""
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise ValueError(f"expected a (3, T, H, W) video, got shape {tuple(video.shape)}")
+    frames = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return rearrange(frames, "c t h w -> t h w c").cpu().numpy()
+
+
+def write_mp4(video: torch.Tensor, path: str | Path, *, fps: float = 8.0) -> Path:
+    """Encode one (3, T, H, W) clip as H.264 (yuv420p; odd sizes are padded to even)."""
+    frames = to_uint8_frames(video)
+    _, h, w, _ = frames.shape
+    # yuv420p needs even sides; pad by edge replication rather than resizing the content.
+    ph, pw = h % 2, w % 2
+    if ph or pw:
+        frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=round(fps))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_gif(video: torch.Tensor, path: str | Path, *, fps: float = 8.0, scale: int = 1) -> Path:
+    """Write one (3, T, H, W) clip as a looping gif, optionally upscaled (nearest) for viewing."""
+    images = [Image.fromarray(f) for f in to_uint8_frames(video)]
+    if scale > 1:
+        images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in images]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+    )
+    return path
+
+
+def contact_sheet(
+    videos: torch.Tensor,
+    path: str | Path,
+    *,
+    labels: Sequence[str] | None = None,
+    max_frames: int = 9,
+    scale: int = 2,
+) -> Path:
+    """One PNG: a row per clip, ``max_frames`` evenly spaced frames per row, with an optional label.
+
+    Args:
+        videos: (B, C, T, H, W) in [-1, 1].
+        path: output PNG.
+        labels: one caption per row, drawn on the left.
+        max_frames: frames shown per clip.
+        scale: nearest-neighbour upscaling for small clips.
+    """
+    b, _, t, h, w = videos.shape
+    idx = np.linspace(0, t - 1, num=min(max_frames, t)).round().astype(int)
+    label_w = 110 if labels else 0
+    hs, ws = h * scale, w * scale
+    sheet = Image.new("RGB", (label_w + len(idx) * (ws + 2), b * (hs + 2)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row in range(b):
+        frames = to_uint8_frames(videos[row])
+        for col, fi in enumerate(idx):
+            tile = Image.fromarray(frames[fi]).resize((ws, hs), Image.NEAREST)
+            sheet.paste(tile, (label_w + col * (ws + 2), row * (hs + 2)))
+        if labels:
+            draw.text((4, row * (hs + 2) + hs // 2 - 6), str(labels[row])[:18], fill="black")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
+def loss_curve(metrics_csv: str | Path, path: str | Path, *, keys: Sequence[str] | None = None) -> Path:
+    """Plot the ``train/loss*`` columns of a Lightning ``CSVLogger`` metrics file against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on training machines
+    import matplotlib.pyplot as plt
+
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{metrics_csv} holds no logged rows")
+    keys = keys or sorted(k for k in rows[0] if k.startswith("train/loss"))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in keys:
+        pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+        if pts:
+            steps, values = zip(*pts)
+            ax.plot(steps, _smooth(values), label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _smooth(values: Sequence[float], window: int = 0) -> list[float]:
+    """Moving average over ~2% of the points, so noisy diffusion losses stay readable."""
+    window = window or max(1, math.ceil(len(values) / 50))
+    out, acc = [], []
+    for v in values:
+        acc.append(v)
+        if len(acc) > window:
+            acc.pop(0)
+        out.append(sum(acc) / len(acc))
+    return out
