@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 import torch
 
@@ -189,3 +192,15 @@ def test_bad_timesteps_raise():
         diffusion.q_sample(x0, torch.zeros(SHAPE[0]), noise)
     with pytest.raises(ValueError, match="B=4"):
         diffusion.q_sample(x0, torch.zeros(2, dtype=torch.long), noise)
+
+
+def test_pickle_and_deepcopy_drop_device_tables():
+    diffusion = GaussianDiffusion(loss_weighting="min_snr")
+    x0, noise, t = batch()
+    expected = diffusion.q_sample(x0, t, noise)
+    assert diffusion._tables, "q_sample builds the coefficient table"
+    for clone in (pickle.loads(pickle.dumps(diffusion)), copy.deepcopy(diffusion)):
+        assert clone._tables == {}
+        torch.testing.assert_close(clone.q_sample(x0, t, noise), expected)
+        assert clone.loss_weighting == "min_snr"
+    assert diffusion._tables, "the original keeps its tables"

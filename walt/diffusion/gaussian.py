@@ -94,6 +94,10 @@ class GaussianDiffusion:
             f"loss_weighting={self.loss_weighting!r})"
         )
 
+    def __getstate__(self) -> dict[str, object]:
+        # Drop the per-device tables: a pickle or deepcopy must not carry CUDA tensors.
+        return {**self.__dict__, "_tables": {}}
+
     # ---------------------------------------------------------------- coefficients
     def _table(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """``(alpha, sigma, snr)`` tables on ``device``; float64 where supported (not MPS)."""
