@@ -1,0 +1,227 @@
+"""Synthetic "moving shapes" shards: class-labelled videos (MP4) and images (PNG).
+
+Usage::
+
+    python -m data.synthetic OUT_PATTERN [--num-videos 300] [--num-images 0] [--frames 17]
+        [--size 64] [--fps 8] [--shapes circle,square] [--colors red,blue]
+        [--directions left,right] [--seed 0]
+
+Each clip shows one flat-coloured shape on a plain dark background moving in a straight line
+across the frame. A class is a (shape, colour, direction) triple; ``cls`` is its index in
+:func:`class_names` order, ``txt`` a caption such as "a red circle moving left", and ``json``
+holds the class-name list and the object's true per-frame centre. Images are the first frame of
+a clip of the same class. Everything is a function of ``--seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "yellow": (230, 220, 40),
+    "green": (40, 210, 60),
+    "cyan": (40, 210, 230),
+    "blue": (50, 70, 240),
+    "magenta": (225, 50, 225),
+}
+DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+BACKGROUND: tuple[int, int, int] = (24, 24, 24)
+_SUPERSAMPLE = 4  # sub-pixel samples per axis for anti-aliased edges
+
+
+@dataclass(frozen=True)
+class ShapeClass:
+    """One class: a shape of one colour moving in one direction."""
+
+    shape: str
+    color: str
+    direction: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.color} {self.shape} moving {self.direction}"
+
+    @property
+    def caption(self) -> str:
+        return f"a {self.name}"
+
+
+def class_list(
+    shapes: Sequence[str] = SHAPES,
+    colors: Sequence[str] = tuple(COLORS),
+    directions: Sequence[str] = tuple(DIRECTIONS),
+) -> list[ShapeClass]:
+    """All classes, shape-major then colour then direction (the ``cls`` index order)."""
+    for value, known, what in ((shapes, SHAPES, "shape"), (colors, COLORS, "colour"),
+                               (directions, DIRECTIONS, "direction")):
+        unknown = [v for v in value if v not in known]
+        if unknown or not value:
+            raise ValueError(f"unknown or empty {what} list {list(value)}; choose from {list(known)}")
+    return [ShapeClass(s, c, d) for s, c, d in itertools.product(shapes, colors, directions)]
+
+
+def class_names(
+    shapes: Sequence[str] = SHAPES,
+    colors: Sequence[str] = tuple(COLORS),
+    directions: Sequence[str] = tuple(DIRECTIONS),
+) -> list[str]:
+    """Class names such as "red circle moving left", in ``cls`` index order."""
+    return [c.name for c in class_list(shapes, colors, directions)]
+
+
+def shape_mask(shape: str, center: tuple[float, float], radius: float, size: int) -> np.ndarray:
+    """Anti-aliased coverage ``(size, size)`` in [0, 1] of a shape centred at (x, y).
+
+    ``radius`` is half the object's width; the triangle points up with base = height = width.
+    """
+    step = 1.0 / _SUPERSAMPLE
+    coords = (np.arange(size * _SUPERSAMPLE) + 0.5) * step  # sub-pixel centres in pixels
+    y, x = np.meshgrid(coords, coords, indexing="ij")
+    dx, dy = x - center[0], y - center[1]
+    if shape == "circle":
+        inside = dx**2 + dy**2 <= radius**2
+    elif shape == "square":
+        inside = (np.abs(dx) <= radius) & (np.abs(dy) <= radius)
+    elif shape == "triangle":
+        # Apex at the top; the half-width grows linearly from 0 to radius at the base.
+        depth = (dy + radius) / (2 * radius)
+        inside = (depth >= 0) & (depth <= 1) & (np.abs(dx) <= depth * radius)
+    else:
+        raise ValueError(f"unknown shape {shape!r}; choose from {list(SHAPES)}")
+    fine = inside.reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE)
+    return fine.mean(axis=(1, 3))
+
+
+def trajectory(
+    direction: str, *, frames: int, size: int, object_size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``(T, 2)`` object centres (x, y): a straight run across most of the frame."""
+    margin = object_size / 2 + 1
+    travel = (size - 2 * margin) * rng.uniform(0.6, 0.9)
+    step_x, step_y = DIRECTIONS[direction]
+    start_along = rng.uniform(margin, size - margin - travel)
+    across = rng.uniform(margin, size - margin)
+    progress = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
+    along = start_along + travel * progress
+    if step_x + step_y < 0:  # left or up: run from the far end back towards 0
+        along = size - along
+    xs, ys = (along, np.full(frames, across)) if step_x else (np.full(frames, across), along)
+    return np.stack([xs, ys], axis=1)
+
+
+def render_clip(
+    cls: ShapeClass, *, frames: int, size: int, object_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(T, size, size, 3)`` uint8 frames and the ``(T, 2)`` true centres."""
+    centres = trajectory(cls.direction, frames=frames, size=size, object_size=object_size, rng=rng)
+    background = np.array(BACKGROUND, dtype=np.float32)
+    color = np.array(COLORS[cls.color], dtype=np.float32)
+    out = np.empty((frames, size, size, 3), dtype=np.uint8)
+    for index, (cx, cy) in enumerate(centres):
+        cover = shape_mask(cls.shape, (cx, cy), object_size / 2, size)[..., None]
+        out[index] = np.round(background + cover * (color - background)).astype(np.uint8)
+    return out, centres
+
+
+def make_sample(
+    index: int, classes: list[ShapeClass], *, frames: int, size: int, object_size: int,
+    fps: float, seed: int, image: bool,
+) -> dict[str, Any]:
+    """Sample ``index`` (class ``index % len(classes)``), fully determined by ``seed``."""
+    from data.encode import encode_video
+
+    label = index % len(classes)
+    cls = classes[label]
+    rng = np.random.default_rng([seed, index, int(image)])
+    clip, centres = render_clip(cls, frames=frames, size=size, object_size=object_size, rng=rng)
+    meta = {
+        "kind": "image" if image else "video",
+        "class_name": cls.name, "class_names": [c.name for c in classes],
+        "shape": cls.shape, "color": cls.color, "direction": cls.direction,
+        "size": size, "object_size": object_size, "seed": seed,
+        "trajectory": np.round(centres[:1] if image else centres, 3).tolist(),
+    }
+    sample: dict[str, Any] = {"cls": str(label), "txt": cls.caption}
+    if image:
+        buffer = io.BytesIO()
+        Image.fromarray(clip[0]).save(buffer, format="png")
+        sample.update(__key__=f"image{index:06d}", png=buffer.getvalue())
+    else:
+        meta.update(fps=fps, frames=frames)
+        sample.update(__key__=f"video{index:06d}", mp4=encode_video(clip, fps=fps))
+    sample["json"] = json.dumps(meta)
+    return sample
+
+
+def write_synthetic(
+    pattern: str, *, num_videos: int = 300, num_images: int = 0, frames: int = 17,
+    size: int = 64, fps: float = 8.0, object_size: int | None = None,
+    shapes: Sequence[str] = SHAPES, colors: Sequence[str] = tuple(COLORS),
+    directions: Sequence[str] = tuple(DIRECTIONS), seed: int = 0, samples_per_shard: int = 100,
+) -> dict[str, Any]:
+    """Write the shards; returns ``{"videos", "images", "shards", "class_names"}``."""
+    import webdataset as wds
+
+    if size % 2 or size < 16:
+        raise ValueError(f"size must be even and >= 16, got {size}")
+    object_size = object_size or max(8, round(size * 0.3))
+    if not 4 <= object_size <= size // 2:
+        raise ValueError(f"object_size must be in [4, size/2], got {object_size}")
+    classes = class_list(shapes, colors, directions)
+    Path(pattern).parent.mkdir(parents=True, exist_ok=True)
+    kinds = [(i, False) for i in range(num_videos)] + [(i, True) for i in range(num_images)]
+    with wds.ShardWriter(pattern, maxcount=samples_per_shard, verbose=0, mtime=0.0) as sink:
+        for index, image in kinds:
+            sink.write(make_sample(index, classes, frames=frames, size=size, fps=fps, seed=seed,
+                                   object_size=object_size, image=image))
+        shards = sink.shard
+    return {"videos": num_videos, "images": num_images, "shards": shards,
+            "class_names": [c.name for c in classes]}
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data.synthetic", description=__doc__.split("\n")[0])
+    parser.add_argument("pattern", help="output pattern, e.g. data/shapes/shard-%%06d.tar")
+    parser.add_argument("--num-videos", type=int, default=300)
+    parser.add_argument("--num-images", type=int, default=0)
+    parser.add_argument("--frames", type=int, default=17)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--fps", type=float, default=8.0)
+    parser.add_argument("--object-size", type=int, default=None, help="default 0.3 * size")
+    parser.add_argument("--shapes", type=_names, default=list(SHAPES))
+    parser.add_argument("--colors", type=_names, default=list(COLORS))
+    parser.add_argument("--directions", type=_names, default=list(DIRECTIONS))
+    parser.add_argument("--samples-per-shard", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if "%" not in args.pattern:
+        parser.error(f"pattern needs a printf field such as %06d, got {args.pattern!r}")
+    summary = write_synthetic(
+        args.pattern, num_videos=args.num_videos, num_images=args.num_images, frames=args.frames,
+        size=args.size, fps=args.fps, object_size=args.object_size, shapes=args.shapes,
+        colors=args.colors, directions=args.directions, seed=args.seed,
+        samples_per_shard=args.samples_per_shard,
+    )
+    print(f"wrote {summary['videos']} videos and {summary['images']} images into "
+          f"{summary['shards']} shard(s) ({args.pattern}); {len(summary['class_names'])} classes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
