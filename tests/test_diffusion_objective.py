@@ -204,3 +204,24 @@ def test_pickle_and_deepcopy_drop_device_tables():
         torch.testing.assert_close(clone.q_sample(x0, t, noise), expected)
         assert clone.loss_weighting == "min_snr"
     assert diffusion._tables, "the original keeps its tables"
+
+
+def test_buildable_from_cli_yaml():
+    """LightningCLI builds the diffusion from a class_path/init_args YAML block."""
+    jsonargparse = pytest.importorskip("jsonargparse")
+    parser = jsonargparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("--diffusion", type=GaussianDiffusion)
+    yaml = (
+        "diffusion:\n"
+        "  class_path: walt.diffusion.GaussianDiffusion\n"
+        "  init_args: {prediction: x0, loss_weighting: min_snr, min_snr_gamma: 3.0}\n"
+    )
+    diffusion = parser.instantiate_classes(parser.parse_string(yaml)).diffusion
+    assert isinstance(diffusion, GaussianDiffusion)
+    assert (diffusion.prediction, diffusion.loss_weighting, diffusion.min_snr_gamma) == (
+        "x0",
+        "min_snr",
+        3.0,
+    )
+    with pytest.raises(jsonargparse.ArgumentError):
+        parser.parse_string(yaml.replace("x0", "score"))

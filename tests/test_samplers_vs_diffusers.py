@@ -175,3 +175,36 @@ def test_other_prediction_types_match_diffusers(cls_name, prediction, theirs_pre
     # rounding of diffusers' schedule to ~2e-5 in that x0 estimate; the samples stay at 1e-6.
     x0_tol = 1e-4 if prediction == "eps" else 1e-5
     assert_trajectories_close(a, b, rtol=1e-5, atol=1e-5, x0_tol=x0_tol)
+
+
+def test_ddpm_large_variance_matches_diffusers():
+    theirs = diffusers.DDPMScheduler(**COMMON, clip_sample=False, variance_type="fixed_large")
+    theirs.set_timesteps(20)
+    ours = DDPMSampler.from_diffusion(GaussianDiffusion(), num_inference_steps=20, variance="large")
+    x = initial_noise(torch.float64)
+    a = run_ours(ours, x, torch.Generator().manual_seed(4))
+    b = run_diffusers(theirs, x, torch.Generator().manual_seed(4))
+    # diffusers adds beta_t-variance noise even after the last step; Ho et al. (Alg. 2) and we
+    # return the noise-free mean there, which is the x0 estimate.
+    assert_trajectories_close(a[:-1], b[:-1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a[-1][0], a[-1][1])
+    torch.testing.assert_close(a[-1][1], b[-1][1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ddim", "ddpm"])
+def test_clipped_x0_matches_diffusers(name):
+    """Our clip re-derives eps from the clipped x0 (diffusers' use_clipped_model_output)."""
+    x = initial_noise(torch.float64) * 3.0  # large enough that x0 estimates get clipped
+    if name == "ddim":
+        theirs = diffusers.DDIMScheduler(**COMMON, clip_sample=True, clip_sample_range=0.5)
+        ours = DDIMSampler.from_diffusion(GaussianDiffusion(), num_inference_steps=10, clip_x0=0.5)
+        kwargs = dict(use_clipped_model_output=True)
+    else:
+        theirs = diffusers.DDPMScheduler(**COMMON, clip_sample=True, clip_sample_range=0.5)
+        ours = DDPMSampler.from_diffusion(GaussianDiffusion(), num_inference_steps=10, clip_x0=0.5)
+        kwargs = {}
+    theirs.set_timesteps(10)
+    a = run_ours(ours, x, torch.Generator().manual_seed(5))
+    b = run_diffusers(theirs, x, torch.Generator().manual_seed(5), **kwargs)
+    assert max(x0.abs().max().item() for _, x0 in a) == pytest.approx(0.5)
+    assert_trajectories_close(a, b, rtol=1e-5, atol=1e-5)
