@@ -25,6 +25,7 @@ from tokenizer.losses import (
     hinge_d_loss,
     reconstruction_loss,
 )
+from tokenizer.loading import save_tokenizer
 from tokenizer.media import log_to_logger, side_by_side, write_mp4
 from tokenizer.metrics import psnr, ssim
 from tokenizer.perceptual import PerceptualLoss
@@ -71,6 +72,7 @@ class TokenizerModule(L.LightningModule):
         media_every: write input|reconstruction mp4s every N steps (0 disables).
         media_dir: where to write them (default ``<log_dir>/media``).
         seed: base seed of the posterior sampling (seeded per step, so resumes are exact).
+        export_path: if set, the EMA VAE is exported to this ``.safetensors`` at the end of fit.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class TokenizerModule(L.LightningModule):
         media_every: int = 0,
         media_dir: str | None = None,
         seed: int = 0,
+        export_path: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -277,6 +280,10 @@ class TokenizerModule(L.LightningModule):
         checkpoint["tokenizer_config"] = copy.deepcopy(self.ema.config)
         # LightningCLI stores a callable here; drop it so the file loads with weights_only=True
         checkpoint.get("hyper_parameters", {}).pop("_instantiator", None)
+
+    def on_train_end(self) -> None:
+        if self.hparams.export_path and self.global_rank == 0:
+            save_tokenizer(self.ema, self.hparams.export_path)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         config = checkpoint.get("tokenizer_config")
