@@ -225,3 +225,13 @@ def test_buildable_from_cli_yaml():
     )
     with pytest.raises(jsonargparse.ArgumentError):
         parser.parse_string(yaml.replace("x0", "score"))
+
+
+def test_half_precision_inputs_give_a_float32_loss():
+    diffusion = GaussianDiffusion()
+    x0, noise, t = batch(dtype=torch.float32)
+    pred = torch.randn(SHAPE, generator=torch.Generator().manual_seed(8))
+    full = diffusion.loss(pred, x0, noise, t)
+    half = diffusion.loss(pred.bfloat16(), x0.bfloat16(), noise.bfloat16(), t)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, full, rtol=2e-2, atol=0)

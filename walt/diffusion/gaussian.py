@@ -217,16 +217,18 @@ class GaussianDiffusion:
                 broadcasts to ``pred`` (e.g. ``(B, 1, t, 1, 1)`` or the full shape).
 
         Returns:
-            ``(loss, valid)``: float32 ``(B,)`` losses (the weighted mean of the squared error
-            over each sample's masked elements, times the min-SNR weight) and a bool ``(B,)``
-            telling which samples have any mask weight (others have loss 0).
+            ``(loss, valid)``: ``(B,)`` losses in at least float32 (the weighted mean of the
+            squared error over each sample's masked elements, times the min-SNR weight) and a
+            bool ``(B,)`` telling which samples have any mask weight (others have loss 0).
         """
         if pred.shape != x0.shape or noise.shape != x0.shape:
             raise ValueError(
                 f"pred, x0 and noise shapes differ: {tuple(pred.shape)}, {tuple(x0.shape)}, "
                 f"{tuple(noise.shape)}"
             )
-        err = (pred.float() - self.target(x0, noise, t).float()) ** 2
+        # At least float32, so bf16/fp16 inputs do not lose the loss's precision.
+        dtype = torch.promote_types(pred.dtype, torch.float32)
+        err = (pred.to(dtype) - self.target(x0.to(dtype), noise.to(dtype), t)) ** 2
         weight = self._loss_mask(mask, err)
         dims = tuple(range(1, err.ndim))
         total = weight.sum(dim=dims)
