@@ -150,15 +150,24 @@ def decode_clip(
             offset = _pick_offset(duration - span - dt, clip_start, rng)
             targets = [origin + offset + i * stride * dt for i in range(num_frames)]
             picked = _decode_targets(container, stream, targets, dt, seek=offset > 0)
+            if picked is None and offset > 0:
+                # Some files decode garbage after a seek (flagged corrupt): go from the top.
+                container.seek(0)
+                picked = _decode_targets(container, stream, targets, dt, seek=False)
             if picked is not None:
                 times, frames = picked
                 return Clip(np.stack(frames), source_fps / stride, stride, source_fps, times, False)
-        # Unknown or wrong duration, or the clip does not fit: decode everything once.
+        # Unknown or wrong duration, or the clip does not fit: list every frame time first.
         container.seek(0)
-        times_all, frames_all = _decode_all(container, stream, dt)
-    return _clip_from_all(
-        times_all, frames_all, num_frames, stride, source_fps, clip_start, short_clip, rng
-    )
+        all_times = [time for time, _ in ordered_frames(container, stream, dt)]
+        if not all_times:
+            raise ValueError("video stream has no decodable frames")
+        indices, looped = _clip_indices(
+            len(all_times), num_frames, stride, clip_start, short_clip, rng
+        )
+        container.seek(0)
+        times, frames = _decode_at(container, stream, dt, [all_times[i] for i in indices])
+    return Clip(np.stack(frames), source_fps / stride, stride, source_fps, times, looped)
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -257,8 +266,8 @@ def _decode_targets(
     times: list[float] = []
     frames: list[np.ndarray] = []
     for index, (time, frame) in enumerate(ordered_frames(container, stream, dt)):
-        if index == 0 and time > targets[0] + tolerance and seek:
-            return None  # the seek overshot the clip start
+        if seek and (frame.is_corrupt or (index == 0 and time > targets[0] + tolerance)):
+            return None  # the seek overshot the clip start, or landed where decoding fails
         rgb = None
         while len(frames) < len(targets) and time >= targets[len(frames)] - tolerance:
             rgb = frame_to_rgb(frame) if rgb is None else rgb
@@ -273,31 +282,33 @@ def _decode_targets(
     return None
 
 
-def _decode_all(
-    container: av.container.InputContainer, stream: av.VideoStream, dt: float
-) -> tuple[list[float], list[np.ndarray]]:
-    times, frames = [], []
-    for time, frame in ordered_frames(container, stream, dt):
-        times.append(time)
-        frames.append(frame_to_rgb(frame))
-    if not frames:
-        raise ValueError("video stream has no decodable frames")
-    return times, frames
-
-
-def _clip_from_all(
+def _decode_at(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    dt: float,
     times: list[float],
-    frames: list[np.ndarray],
+) -> tuple[tuple[float, ...], list[np.ndarray]]:
+    """Decode from the top and keep the frames at exactly ``times`` (repeats allowed)."""
+    wanted = set(times)
+    found: dict[float, np.ndarray] = {}
+    for time, frame in ordered_frames(container, stream, dt):
+        if time in wanted:
+            found[time] = frame_to_rgb(frame)
+            if len(found) == len(wanted):
+                break
+    return tuple(times), [found[time] for time in times]
+
+
+def _clip_indices(
+    available: int,
     num_frames: int,
     stride: int,
-    source_fps: float,
     clip_start: ClipStart,
     short_clip: ShortClip,
     rng: random.Random,
-) -> Clip:
-    """Pick the clip by frame index from a fully decoded video (the slow, rare path)."""
+) -> tuple[list[int], bool]:
+    """Frame indices of the clip in a video of ``available`` frames, and whether it loops."""
     needed = (num_frames - 1) * stride + 1
-    available = len(frames)
     looped = available < needed
     if looped and short_clip == "skip":
         raise ShortClipError(
@@ -307,9 +318,5 @@ def _clip_from_all(
     if looped and short_clip != "loop":
         raise ValueError(f"short_clip must be 'skip' or 'loop', got {short_clip!r}")
     latest = max(available - needed, 0)
-    first = math.floor(_pick_offset(latest + 0.999, clip_start, rng)) if latest else 0
-    first = min(first, latest)
-    indices = [(first + i * stride) % available for i in range(num_frames)]
-    picked_times = tuple(times[i] for i in indices)
-    stacked = np.stack([frames[i] for i in indices])
-    return Clip(stacked, source_fps / stride, stride, source_fps, picked_times, looped)
+    first = min(math.floor(_pick_offset(latest + 0.999, clip_start, rng)), latest)
+    return [(first + i * stride) % available for i in range(num_frames)], looped

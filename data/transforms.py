@@ -63,7 +63,7 @@ def frames_to_pixels(
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got shape {frames.shape}")
-    video = torch.from_numpy(np.ascontiguousarray(frames))
+    video = torch.from_numpy(np.require(frames, requirements=["C", "W"]))
     video = rearrange(video, "t h w c -> t c h w").float()  # (T, 3, H0, W0)
     resized = cover_size(video.shape[-2], video.shape[-1], size)
     if resized != tuple(video.shape[-2:]):
