@@ -61,6 +61,7 @@ def _reference_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -
 
 
 def _sdpa_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
+    """4-D ``(b, heads, N, d)`` inputs, 4-D bias."""
     if bias is not None:
         bias = bias.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
@@ -73,20 +74,19 @@ def _xformers_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) ->
         raise RuntimeError("attn_backend='xformers' but xformers cannot be imported") from err
     if not q.is_cuda:
         raise RuntimeError("attn_backend='xformers' needs CUDA tensors; got " + str(q.device))
-    lead = q.shape[:-3]
-    heads, n, d = q.shape[-3:]
+    b, heads, n, _ = q.shape
     nk = k.shape[-2]
     # xformers wants (batch, tokens, heads, d) and a fully materialised (batch, heads, N, Nk) bias.
-    q3, k3, v3 = (rearrange(x.reshape(-1, heads, x.shape[-2], d), "b h n d -> b n h d") for x in (q, k, v))
+    q3, k3, v3 = (rearrange(x, "b h n d -> b n h d") for x in (q, k, v))
     attn_bias = None
     if bias is not None:
         # The kernel needs the bias' last dim allocated to a multiple of 8; slice a padded buffer.
         nk_pad = (nk + 7) // 8 * 8
-        buf = q.new_zeros((q3.shape[0], heads, n, nk_pad))
-        buf[..., :nk] = bias.to(q.dtype).expand(*lead, heads, n, nk).reshape(-1, heads, n, nk)
+        buf = q.new_zeros((b, heads, n, nk_pad))
+        buf[..., :nk] = bias.to(q.dtype).expand(b, heads, n, nk)
         attn_bias = buf[..., :nk]
     out = xops.memory_efficient_attention(q3, k3, v3, attn_bias=attn_bias)  # (b, N, heads, d)
-    return rearrange(out, "b n h d -> b h n d").reshape(*lead, heads, n, d)
+    return rearrange(out, "b n h d -> b h n d")
 
 
 def attention(
@@ -104,13 +104,25 @@ def attention(
     Returns:
         ``(..., heads, N, d)``.
     """
-    if backend == "sdpa":
-        return _sdpa_attention(q, k, v, bias)
+    if backend not in ATTN_BACKENDS:
+        raise ValueError(f"unknown attention backend {backend!r}; expected one of {ATTN_BACKENDS}")
     if backend == "reference":
         return _reference_attention(q, k, v, bias)
-    if backend == "xformers":
-        return _xformers_attention(q, k, v, bias)
-    raise ValueError(f"unknown attention backend {backend!r}; expected one of {ATTN_BACKENDS}")
+    # Fused kernels want 4-D (batch, heads, N, d); with more leading dims SDPA falls back to a
+    # much slower path, so fold the window axis into the batch.
+    lead, (heads, n, d) = q.shape[:-3], q.shape[-3:]
+    q4, k4, v4 = (x.reshape(-1, heads, x.shape[-2], d) for x in (q, k, v))
+    bias4 = None if bias is None else _flatten_bias(bias, lead)
+    kernel = _sdpa_attention if backend == "sdpa" else _xformers_attention
+    return kernel(q4, k4, v4, bias4).reshape(*lead, heads, n, d)
+
+
+def _flatten_bias(bias: Tensor, lead: torch.Size) -> Tensor:
+    """Bias broadcastable to ``(*lead, heads, N, Nk)`` -> 4-D, expanding only when needed."""
+    if bias.ndim <= 3 or all(s == 1 for s in bias.shape[:-3]):
+        return bias.reshape(1, *bias.shape[-3:]) if bias.ndim >= 3 else bias
+    full = bias.expand(*lead, *bias.shape[-3:])
+    return full.reshape(-1, *bias.shape[-3:])
 
 
 class SelfAttention(nn.Module):

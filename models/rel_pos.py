@@ -57,9 +57,12 @@ class RelativePositionBias(nn.Module):
         if any(s > m for s, m in zip(window, self.window)):
             size = tuple(2 * max(s, m) - 1 for s, m in zip(window, self.window))
             table = _interpolate_table(table, size)  # type: ignore[arg-type]
-        centre = [(n - 1) // 2 for n in table.shape[1:]]
+        _, st, sh, sw = table.shape
         axes = [torch.arange(s, device=table.device) for s in window]
         coords = torch.stack(torch.meshgrid(*axes, indexing="ij"))  # (3, wt, wh, ww)
         coords = rearrange(coords, "k t h w -> k (t h w)")  # (3, N)
-        rel = coords[:, :, None] - coords[:, None, :]  # (3, N, N)
-        return table[:, rel[0] + centre[0], rel[1] + centre[1], rel[2] + centre[2]]
+        # Flat index of each pair's offset in the centred table: one (N, N) gather, not three.
+        flat = (coords[0] * sh + coords[1]) * sw + coords[2]  # (N,)
+        centre = ((st - 1) // 2 * sh + (sh - 1) // 2) * sw + (sw - 1) // 2
+        index = flat[:, None] - flat[None, :] + centre  # (N, N)
+        return table.reshape(table.shape[0], -1)[:, index]  # (heads, N, N)
