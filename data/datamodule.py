@@ -43,9 +43,10 @@ class EpochLoader(DataLoader):
     shorter stream within an epoch); each pass gets a fresh, seed-determined shuffle.
     """
 
-    def __init__(self, dataset: IterableDataset, **kwargs: Any) -> None:
+    def __init__(self, dataset: IterableDataset, *, require_batches: bool = False, **kwargs: Any) -> None:
         super().__init__(dataset, batch_size=None, **kwargs)
         self.next_epoch = 0
+        self.require_batches = require_batches
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass use the shuffle of ``epoch``."""
@@ -54,7 +55,22 @@ class EpochLoader(DataLoader):
     def __iter__(self) -> Iterator[Any]:
         self.dataset.set_epoch(self.next_epoch)
         self.next_epoch += 1
-        return super().__iter__()
+        if not self.require_batches:
+            return super().__iter__()
+        return self._checked(super().__iter__())
+
+    def _checked(self, batches: Iterator[Any]) -> Iterator[Any]:
+        # An empty training stream would silently end every epoch of the combined loader.
+        count = 0
+        for count, batch in enumerate(batches, start=1):  # noqa: B007 - count is read below
+            yield batch
+        if count == 0:
+            urls = getattr(self.dataset, "urls", "?")
+            kind = getattr(getattr(self.dataset, "spec", None), "kind", "?")
+            raise RuntimeError(
+                f"the {kind} training stream produced no batches from shards {urls}: the shards "
+                "are empty, every sample was bad, or they hold only the other kind of media"
+            )
 
 
 class NamedStreams(IterableDataset):
@@ -188,7 +204,8 @@ class WebVideoDataModule(pl.LightningDataModule):
         """``{"video": loader, "image": loader}`` (configured keys only), ``max_size_cycle``."""
         streams = self._require("train")
         return CombinedLoader(
-            {name: self._loader(stream) for name, stream in streams.items()}, mode="max_size_cycle"
+            {name: self._loader(stream, require_batches=True) for name, stream in streams.items()},
+            mode="max_size_cycle",
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -203,9 +220,10 @@ class WebVideoDataModule(pl.LightningDataModule):
             self.setup("fit")
         return self.streams[split]
 
-    def _loader(self, dataset: IterableDataset) -> EpochLoader:
+    def _loader(self, dataset: IterableDataset, *, require_batches: bool = False) -> EpochLoader:
         return EpochLoader(
             dataset,
+            require_batches=require_batches,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=False,
