@@ -1,0 +1,63 @@
+"""Real Lightning DDP (2 CPU processes, gloo): the ranks' training batches are disjoint and
+together cover every sample; the skipped-sample callback runs under DDP."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+from PIL import Image
+
+from data.callbacks import SkippedSamplesLogger
+from data.datamodule import WebVideoDataModule
+
+
+class _KeyRecorder(pl.LightningModule):
+    def __init__(self, out: str) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.out = out
+        self.keys: list[str] = []
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.keys += batch["image"]["key"]
+        return (self.weight * batch["image"]["pixels"].mean()).sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def on_train_end(self) -> None:
+        Path(self.out, f"rank{self.global_rank}.json").write_text(json.dumps(self.keys))
+
+
+def _png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(seed).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_lightning_ddp_ranks_disjoint_and_covering(tmp_path: Path) -> None:
+    for shard in range(4):
+        with wds.TarWriter(str(tmp_path / f"s-{shard}.tar")) as sink:
+            for i in range(3):
+                sink.write({"__key__": f"s{shard}k{i}", "png": _png(shard * 10 + i)})
+    module = WebVideoDataModule(
+        train_images=str(tmp_path / "s-{0..3}.tar"), size=8, batch_size=2, num_workers=0
+    )
+    trainer = pl.Trainer(
+        strategy="ddp_spawn", accelerator="cpu", devices=2, max_epochs=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[SkippedSamplesLogger()],
+    )
+    trainer.fit(_KeyRecorder(str(tmp_path)), datamodule=module)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert set(ranks[0]).isdisjoint(ranks[1])
+    assert sorted(ranks[0] + ranks[1]) == sorted(f"s{s}k{i}" for s in range(4) for i in range(3))
