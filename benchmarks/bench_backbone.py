@@ -60,8 +60,12 @@ def _build(name: str, grid: tuple[int, int, int], depth: int, hidden: int, heads
 
         use_text = name == "walt-text"
         model = WindowedDiT(
-            hidden_size=hidden, depth=depth, num_heads=heads, max_latent_size=grid,
-            num_classes=0 if use_text else 101, text_dim=TEXT_DIM if use_text else 0,
+            hidden_size=hidden,
+            depth=depth,
+            num_heads=heads,
+            max_latent_size=grid,
+            num_classes=0 if use_text else 101,
+            text_dim=TEXT_DIM if use_text else 0,
             spatial_window=(16, 16) if name == "walt-sw16" else None,
         )
 
@@ -73,12 +77,21 @@ def _build(name: str, grid: tuple[int, int, int], depth: int, hidden: int, heads
         from diffusers import LatteTransformer3DModel
 
         model = LatteTransformer3DModel(
-            num_attention_heads=heads, attention_head_dim=hidden // heads, in_channels=8,
-            out_channels=8, num_layers=depth if name == "latte-2x" else depth // 2,
-            cross_attention_dim=hidden, sample_size=h, patch_size=1,
-            activation_fn="gelu-approximate", norm_type="ada_norm_single",
-            num_embeds_ada_norm=1000, norm_elementwise_affine=False, norm_eps=1e-6,
-            caption_channels=TEXT_DIM, video_length=t,
+            num_attention_heads=heads,
+            attention_head_dim=hidden // heads,
+            in_channels=8,
+            out_channels=8,
+            num_layers=depth if name == "latte-2x" else depth // 2,
+            cross_attention_dim=hidden,
+            sample_size=h,
+            patch_size=1,
+            activation_fn="gelu-approximate",
+            norm_type="ada_norm_single",
+            num_embeds_ada_norm=1000,
+            norm_elementwise_affine=False,
+            norm_eps=1e-6,
+            caption_channels=TEXT_DIM,
+            video_length=t,
         )
 
         def run(m, x, steps, text, label):
@@ -87,9 +100,16 @@ def _build(name: str, grid: tuple[int, int, int], depth: int, hidden: int, heads
         from diffusers import CogVideoXTransformer3DModel
 
         model = CogVideoXTransformer3DModel(
-            num_attention_heads=heads, attention_head_dim=hidden // heads, in_channels=8,
-            out_channels=8, text_embed_dim=TEXT_DIM, num_layers=depth, sample_width=w,
-            sample_height=h, sample_frames=4 * (t - 1) + 1, patch_size=1,
+            num_attention_heads=heads,
+            attention_head_dim=hidden // heads,
+            in_channels=8,
+            out_channels=8,
+            text_embed_dim=TEXT_DIM,
+            num_layers=depth,
+            sample_width=w,
+            sample_height=h,
+            sample_frames=4 * (t - 1) + 1,
+            patch_size=1,
             max_text_seq_length=TEXT_LEN,
         )
         inputs["x"] = inputs["x"].transpose(1, 2).contiguous()  # CogVideoX wants (B, t, c, h, w)
@@ -140,11 +160,18 @@ def _measure(name: str, grid: tuple[int, int, int], cfg: dict[str, Any], queue: 
         peak = _rss_mb("VmHWM") - rss0
     step_s = sorted(times)[len(times) // 2]
     tokens = grid[0] * grid[1] * grid[2]
-    queue.put({
-        "model": name, "grid": "x".join(map(str, grid)), "tokens": tokens, "step_s": step_s,
-        "tokens_per_s": tokens / step_s, "peak_mib": peak, "times": times,
-        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-    })
+    queue.put(
+        {
+            "model": name,
+            "grid": "x".join(map(str, grid)),
+            "tokens": tokens,
+            "step_s": step_s,
+            "tokens_per_s": tokens / step_s,
+            "peak_mib": peak,
+            "times": times,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        }
+    )
 
 
 def measure(name: str, grid: tuple[int, int, int], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -173,8 +200,10 @@ def _grids(text: str) -> list[tuple[int, int, int]]:
 
 
 def _table(results: list[dict[str, Any]], grids, models) -> str:
-    rows = ["| grid (tokens) | model | step s | tokens/s | peak MiB | walt tokens/s ÷ model's |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| grid (tokens) | model | step s | tokens/s | peak MiB | walt tokens/s ÷ model's |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for grid in grids:
         key = "x".join(map(str, grid))
         by_model = {r["model"]: r for r in results if r["grid"] == key}
@@ -184,16 +213,24 @@ def _table(results: list[dict[str, Any]], grids, models) -> str:
             if r is None:
                 continue
             ratio = f"{ref['tokens_per_s'] / r['tokens_per_s']:.2f}x" if ref else "n/a"
-            rows.append(f"| {key} ({r['tokens']}) | {name} | {r['step_s']:.2f} | "
-                        f"{r['tokens_per_s']:.0f} | {r['peak_mib']:.0f} | {ratio} |")
+            rows.append(
+                f"| {key} ({r['tokens']}) | {name} | {r['step_s']:.2f} | "
+                f"{r['tokens_per_s']:.0f} | {r['peak_mib']:.0f} | {ratio} |"
+            )
     return "\n".join(rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--grids", type=_grids, default=_grids("5x16x16,5x32x56"))
-    parser.add_argument("--scaling-grids", type=_grids, default=_grids("5x16x32,5x32x32"),
-                        help="extra grids for the scaling table (walt, walt-sw16, cogvideox)")
+    parser.add_argument(
+        "--scaling-grids",
+        type=_grids,
+        default=_grids("5x16x32,5x32x32"),
+        help="extra grids for the scaling table (walt, walt-sw16, cogvideox)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--depth", type=int, default=4)
@@ -201,14 +238,25 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--with-text", action="store_true", help="also time walt with text cross-attention")
-    parser.add_argument("--latte-pairs-per-block", action="store_true",
-                        help="also time Latte with num_layers = depth (2x the blocks)")
+    parser.add_argument(
+        "--with-text", action="store_true", help="also time walt with text cross-attention"
+    )
+    parser.add_argument(
+        "--latte-pairs-per-block",
+        action="store_true",
+        help="also time Latte with num_layers = depth (2x the blocks)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
     args = parser.parse_args()
-    cfg = {k: getattr(args, k) for k in ("device", "threads", "depth", "hidden", "heads", "warmup", "reps")}
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"threads={args.threads}, device={args.device}; config {cfg}", flush=True)
+    cfg = {
+        k: getattr(args, k)
+        for k in ("device", "threads", "depth", "hidden", "heads", "warmup", "reps")
+    }
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"threads={args.threads}, device={args.device}; config {cfg}",
+        flush=True,
+    )
 
     models = ["walt", "latte", "cogvideox"]
     models += ["walt-text"] if args.with_text else []
@@ -224,7 +272,9 @@ def main() -> None:
                     results.append(measure(m, g, cfg))
     print("\n## Step comparison\n\n" + _table(results, args.grids, models))
     if args.scaling_grids:
-        print("\n## Scaling (step seconds vs tokens)\n\n" + _table(results, all_grids, scaling_models))
+        print(
+            "\n## Scaling (step seconds vs tokens)\n\n" + _table(results, all_grids, scaling_models)
+        )
     if args.json is not None:
         args.json.write_text(json.dumps({"config": cfg, "results": results}, indent=2))
 

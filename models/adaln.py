@@ -51,7 +51,9 @@ class SharedAdaLN(nn.Module):
 class BlockAdaLN(nn.Module):
     """Per-block modulation: LoRA update of the shared ``A_1``, or a classic full projection."""
 
-    def __init__(self, *, hidden_size: int, kind: AdaLNKind, rank: int = 2, use_lora: bool = True) -> None:
+    def __init__(
+        self, *, hidden_size: int, kind: AdaLNKind, rank: int = 2, use_lora: bool = True
+    ) -> None:
         """Args:
         hidden_size: width ``D``.
         kind: ``"lora"`` (W.A.L.T eq. 3) or ``"classic"`` (own ``Linear(D, 6D)`` per block).

@@ -159,7 +159,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
         """``x``: ``(..., N, D)`` windows; ``bias`` broadcastable to ``(..., heads, N, N)``."""
-        qkv = rearrange(self.qkv(x), "... n (three h d) -> three ... h n d", three=3, h=self.num_heads)
+        qkv = rearrange(
+            self.qkv(x), "... n (three h d) -> three ... h n d", three=3, h=self.num_heads
+        )
         q, k, v = self.q_norm(qkv[0]), self.k_norm(qkv[1]), qkv[2]  # (..., heads, N, d)
         out = attention(q, k, v, bias, backend=self.backend)
         return self.proj(rearrange(out, "... h n d -> ... n (h d)"))  # (..., N, D)

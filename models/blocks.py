@@ -95,9 +95,13 @@ class WindowBlock(nn.Module):
             raise ValueError("text cross-attention is only used in spatial blocks")
         self.kind = kind
         self.window = None if window is None else tuple(window)
-        self.adaln = BlockAdaLN(hidden_size=dim, kind=adaln, rank=adaln_lora_rank, use_lora=use_lora)
+        self.adaln = BlockAdaLN(
+            hidden_size=dim, kind=adaln, rank=adaln_lora_rank, use_lora=use_lora
+        )
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = SelfAttention(dim=dim, num_heads=num_heads, qk_norm=qk_norm, attn_backend=attn_backend)
+        self.attn = SelfAttention(
+            dim=dim, num_heads=num_heads, qk_norm=qk_norm, attn_backend=attn_backend
+        )
         self.rel_pos = RelativePositionBias(window=table_window, num_heads=num_heads)
         self.norm_cross: nn.LayerNorm | None = None
         self.cross: WindowCrossAttention | None = None
@@ -134,7 +138,9 @@ class WindowBlock(nn.Module):
         own = window_key_valid(grid, window, device=x.device)[None, :, None, :]  # (1, nW, 1, N)
         own = own.expand(x.shape[0], -1, n, -1)  # (B, nW, N, N)
         txt = text_mask[:, None, None, :].expand(-1, own.shape[1], n, -1)  # (B, nW, N, L)
-        allowed = torch.cat([own, txt], dim=-1)  # (B, nW, N, N + L); a real query always sees itself
+        allowed = torch.cat(
+            [own, txt], dim=-1
+        )  # (B, nW, N, N + L); a real query always sees itself
         bias = mask_to_bias(allowed, x.dtype)[:, :, None]  # (B, nW, 1, N, N + L)
         out = self.cross(windows, text, bias)  # type: ignore[misc]
         return window_merge(out, window, grid)

@@ -107,7 +107,9 @@ class WindowedDiT(nn.Module):
         super().__init__()
         t_max, h_max, w_max = max_latent_size
         if h_max % patch_size or w_max % patch_size:
-            raise ValueError(f"max_latent_size {max_latent_size} does not divide by patch_size={patch_size}")
+            raise ValueError(
+                f"max_latent_size {max_latent_size} does not divide by patch_size={patch_size}"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels or in_channels
         self.patch_size = patch_size
@@ -124,18 +126,31 @@ class WindowedDiT(nn.Module):
         grid = (t_max, h_max // patch_size, w_max // patch_size)
         self.pos_embed = PosEmbed3D(grid=grid, hidden_size=hidden_size)
         self.t_embed = TimestepEmbedder(hidden_size=hidden_size)
-        self.class_embed = ClassEmbedder(num_classes=num_classes, hidden_size=hidden_size) if num_classes > 0 else None
-        self.text_cond = TextConditioner(text_dim=text_dim, hidden_size=hidden_size) if text_dim > 0 else None
+        self.class_embed = (
+            ClassEmbedder(num_classes=num_classes, hidden_size=hidden_size)
+            if num_classes > 0
+            else None
+        )
+        self.text_cond = (
+            TextConditioner(text_dim=text_dim, hidden_size=hidden_size) if text_dim > 0 else None
+        )
         self.extra_embed = (
             ScalarConditionEmbedder(num_conds=num_extra_cond, hidden_size=hidden_size)
-            if num_extra_cond > 0 else None
+            if num_extra_cond > 0
+            else None
         )
         self.shared_adaln = SharedAdaLN(hidden_size=hidden_size) if adaln == "lora" else None
         self.blocks = nn.ModuleList(
             self._make_block(
-                i, hidden_size=hidden_size, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                spatial_window=spatial_window, spatiotemporal_window=spatiotemporal_window,
-                grid=grid, qk_norm=qk_norm, adaln_lora_rank=adaln_lora_rank,
+                i,
+                hidden_size=hidden_size,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                spatial_window=spatial_window,
+                spatiotemporal_window=spatiotemporal_window,
+                grid=grid,
+                qk_norm=qk_norm,
+                adaln_lora_rank=adaln_lora_rank,
                 attn_backend=attn_backend,
             )
             for i in range(depth)
@@ -143,9 +158,18 @@ class WindowedDiT(nn.Module):
         self.final = FinalLayer(hidden_size=hidden_size, out_dim=patch_size**2 * self.out_channels)
 
     def _make_block(
-        self, index: int, *, hidden_size: int, num_heads: int, mlp_ratio: float,
-        spatial_window: tuple[int, int] | None, spatiotemporal_window: tuple[int, int, int],
-        grid: Size3, qk_norm: bool, adaln_lora_rank: int, attn_backend: AttnBackend | None,
+        self,
+        index: int,
+        *,
+        hidden_size: int,
+        num_heads: int,
+        mlp_ratio: float,
+        spatial_window: tuple[int, int] | None,
+        spatiotemporal_window: tuple[int, int, int],
+        grid: Size3,
+        qk_norm: bool,
+        adaln_lora_rank: int,
+        attn_backend: AttnBackend | None,
     ) -> WindowBlock:
         spatial = index % 2 == 0
         if spatial:
@@ -155,10 +179,18 @@ class WindowedDiT(nn.Module):
             window = tuple(spatiotemporal_window)  # type: ignore[assignment]
             table = window  # type: ignore[assignment]
         return WindowBlock(
-            dim=hidden_size, num_heads=num_heads, kind="spatial" if spatial else "spatiotemporal",
-            window=window, table_window=table, mlp_ratio=mlp_ratio, qk_norm=qk_norm,
-            adaln=self.adaln_kind, adaln_lora_rank=adaln_lora_rank, use_lora=index > 0,
-            cross_attention=spatial and self.text_dim > 0, attn_backend=attn_backend,
+            dim=hidden_size,
+            num_heads=num_heads,
+            kind="spatial" if spatial else "spatiotemporal",
+            window=window,
+            table_window=table,
+            mlp_ratio=mlp_ratio,
+            qk_norm=qk_norm,
+            adaln=self.adaln_kind,
+            adaln_lora_rank=adaln_lora_rank,
+            use_lora=index > 0,
+            cross_attention=spatial and self.text_dim > 0,
+            attn_backend=attn_backend,
         )
 
     @classmethod
@@ -169,7 +201,9 @@ class WindowedDiT(nn.Module):
         return cls(**preset_config(name, **overrides))
 
     # ----------------------------------------------------------------------------------- inputs
-    def _check_cond(self, name: str, cond: Tensor | None, x: Tensor, channels: int, enabled: bool) -> Tensor | None:
+    def _check_cond(
+        self, name: str, cond: Tensor | None, x: Tensor, channels: int, enabled: bool
+    ) -> Tensor | None:
         if cond is None:
             return None
         if not enabled:
@@ -179,8 +213,10 @@ class WindowedDiT(nn.Module):
             raise ValueError(f"{name} must have shape {expected}, got {tuple(cond.shape)}")
         return cond
 
-    def _input_tokens(self, x: Tensor, self_cond: Tensor | None, frame_cond: Tensor | None) -> Tensor:
-        """Concatenate inputs on channels and patchify: ``(B, c', t, h, w) -> (B, t, h/p, w/p, D)``."""
+    def _input_tokens(
+        self, x: Tensor, self_cond: Tensor | None, frame_cond: Tensor | None
+    ) -> Tensor:
+        """Concatenate inputs on channels and patchify to ``(B, t, h/p, w/p, D)`` tokens."""
         b, c, t, h, w = x.shape
         parts = [x]
         if self.use_self_cond:
@@ -208,8 +244,15 @@ class WindowedDiT(nn.Module):
             raise ValueError(f"timesteps must be ({x.shape[0]},), got {tuple(timesteps.shape)}")
 
     def _conditioning(
-        self, timesteps: Tensor, batch: int, *, class_labels: Tensor | None, drop_class: Tensor | None,
-        text_emb: Tensor | None, text_mask: Tensor | None, drop_text: Tensor | None,
+        self,
+        timesteps: Tensor,
+        batch: int,
+        *,
+        class_labels: Tensor | None,
+        drop_class: Tensor | None,
+        text_emb: Tensor | None,
+        text_mask: Tensor | None,
+        drop_text: Tensor | None,
         extra_cond: Tensor | None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """The AdaLN conditioning vector ``(B, D)``, text tokens ``(B, L, D)`` and their mask."""
@@ -273,8 +316,14 @@ class WindowedDiT(nn.Module):
         self._check_x(x, timesteps)
         b, _, t, h, w = x.shape
         cond, text, mask = self._conditioning(
-            timesteps, b, class_labels=class_labels, drop_class=drop_class, text_emb=text_emb,
-            text_mask=text_mask, drop_text=drop_text, extra_cond=extra_cond,
+            timesteps,
+            b,
+            class_labels=class_labels,
+            drop_class=drop_class,
+            text_emb=text_emb,
+            text_mask=text_mask,
+            drop_text=drop_text,
+            extra_cond=extra_cond,
         )
         groups = self._frame_groups(image_frames, b, t, x.device)
         tokens = self._input_tokens(x, self_cond, frame_cond)  # (B, t, h', w', D)
@@ -283,7 +332,9 @@ class WindowedDiT(nn.Module):
         shared = self.shared_adaln(c_act) if self.shared_adaln is not None else None
         for block in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                tokens = checkpoint(block, tokens, c_act, shared, text, mask, groups, use_reentrant=False)
+                tokens = checkpoint(
+                    block, tokens, c_act, shared, text, mask, groups, use_reentrant=False
+                )
             else:
                 tokens = block(tokens, c_act, shared, text, mask, groups)
         out = self.final(tokens, c_act)  # (B, t, h', w', p*p*c_out)
@@ -291,8 +342,10 @@ class WindowedDiT(nn.Module):
         return rearrange(out, "b t h w (p1 p2 c) -> b c t (h p1) (w p2)", p1=p, p2=p)
 
     @staticmethod
-    def _frame_groups(image_frames: Tensor | None, b: int, t: int, device: torch.device) -> Tensor | None:
-        """``(B, t)`` group ids: video frames share group 0, image frame ``i`` is group ``i + 1``."""
+    def _frame_groups(
+        image_frames: Tensor | None, b: int, t: int, device: torch.device
+    ) -> Tensor | None:
+        """``(B, t)`` group ids: video frames share group 0, image frame ``i`` gets ``i + 1``."""
         if image_frames is None:
             return None
         if tuple(image_frames.shape) != (b, t):

@@ -103,11 +103,15 @@ class ClassEmbedder(nn.Module):
         if labels is None:
             return self.table(null)
         if labels.shape != (batch,) or labels.dtype not in (torch.long, torch.int32, torch.int64):
-            raise ValueError(f"class_labels must be ({batch},) long, got {tuple(labels.shape)} {labels.dtype}")
+            raise ValueError(
+                f"class_labels must be ({batch},) long, got {tuple(labels.shape)} {labels.dtype}"
+            )
         if not torch.compiler.is_compiling():
             bad = (labels < -1) | (labels >= self.num_classes)
             if bool(bad.any()):
-                raise ValueError(f"class_labels outside [-1, {self.num_classes}): {labels[bad].tolist()}")
+                raise ValueError(
+                    f"class_labels outside [-1, {self.num_classes}): {labels[bad].tolist()}"
+                )
         labels = torch.where(labels < 0, null, labels.long())
         if drop is not None:
             labels = torch.where(drop.bool(), null, labels)
@@ -129,8 +133,11 @@ class TextConditioner(nn.Module):
         super().__init__()
         self.text_dim = text_dim
         self.null = nn.Parameter(torch.randn(text_dim) * 0.02)
-        self.proj = nn.Sequential(nn.Linear(text_dim, hidden_size), nn.GELU(approximate="tanh"),
-                                  nn.Linear(hidden_size, hidden_size))
+        self.proj = nn.Sequential(
+            nn.Linear(text_dim, hidden_size),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(hidden_size, hidden_size),
+        )
         self.pool = nn.Linear(hidden_size, hidden_size)
 
     def _with_null(
@@ -140,7 +147,9 @@ class TextConditioner(nn.Module):
             emb = self.null.expand(batch, 1, -1)
             return emb, torch.ones((batch, 1), dtype=torch.bool, device=emb.device)
         if text_emb.ndim != 3 or text_emb.shape[0] != batch or text_emb.shape[2] != self.text_dim:
-            raise ValueError(f"text_emb must be ({batch}, L, {self.text_dim}), got {tuple(text_emb.shape)}")
+            raise ValueError(
+                f"text_emb must be ({batch}, L, {self.text_dim}), got {tuple(text_emb.shape)}"
+            )
         length = text_emb.shape[1]
         if text_mask is None:
             text_mask = torch.ones((batch, length), dtype=torch.bool, device=text_emb.device)

@@ -59,7 +59,11 @@ def window_merge(windows: Tensor, window: Size3, grid: Size3) -> Tensor:
     x = rearrange(
         windows,
         "b (nt nh nw) (wt wh ww) d -> b (nt wt) (nh wh) (nw ww) d",
-        nt=tp // wt, nh=hp // wh, wt=wt, wh=wh, ww=ww,
+        nt=tp // wt,
+        nh=hp // wh,
+        wt=wt,
+        wh=wh,
+        ww=ww,
     )  # (B, tp, hp, wp, D)
     t, h, w = grid
     return x[:, :t, :h, :w]

@@ -19,8 +19,15 @@ def _randomize(module: torch.nn.Module, seed: int = 1) -> None:
 
 def _block(kind: str, window, table, **kw) -> WindowBlock:
     torch.manual_seed(0)
-    block = WindowBlock(dim=32, num_heads=4, kind=kind, window=window, table_window=table,
-                        attn_backend="reference", **kw)
+    block = WindowBlock(
+        dim=32,
+        num_heads=4,
+        kind=kind,
+        window=window,
+        table_window=table,
+        attn_backend="reference",
+        **kw,
+    )
     _randomize(block)
     return block
 
@@ -34,7 +41,9 @@ def _full_window_bias(block: WindowBlock, grid, window) -> torch.Tensor:
     table = block.rel_pos.table
     centre = [(n - 1) // 2 for n in table.shape[1:]]
     # Pairs in different windows are masked; clamp their offsets only to keep indices in range.
-    rel = torch.maximum(torch.minimum(coords[:, None] - coords[None], win - 1), 1 - win)  # (N, N, 3)
+    rel = torch.maximum(
+        torch.minimum(coords[:, None] - coords[None], win - 1), 1 - win
+    )  # (N, N, 3)
     bias = table[:, rel[..., 0] + centre[0], rel[..., 1] + centre[1], rel[..., 2] + centre[2]]
     return bias + mask_to_bias(same, bias.dtype)[None]
 
@@ -106,8 +115,12 @@ def test_model_backends_agree_with_padding_masks_and_text() -> None:
     for backend in ("reference", "sdpa"):
         torch.manual_seed(0)
         model = WindowedDiT.from_preset(
-            "tiny", max_latent_size=(5, 8, 8), spatiotemporal_window=(2, 4, 4), spatial_window=(4, 4),
-            text_dim=12, attn_backend=backend,
+            "tiny",
+            max_latent_size=(5, 8, 8),
+            spatiotemporal_window=(2, 4, 4),
+            spatial_window=(4, 4),
+            text_dim=12,
+            attn_backend=backend,
         )
         _randomize(model)
         torch.manual_seed(2)
@@ -137,7 +150,9 @@ def test_image_frame_in_st_block_equals_image_alone(grid) -> None:
 
 def test_image_frames_through_whole_model_equal_image_alone() -> None:
     torch.manual_seed(0)
-    model = WindowedDiT.from_preset("tiny", max_latent_size=(5, 8, 8), spatiotemporal_window=(5, 4, 4))
+    model = WindowedDiT.from_preset(
+        "tiny", max_latent_size=(5, 8, 8), spatiotemporal_window=(5, 4, 4)
+    )
     _randomize(model)
     video = torch.randn(1, 8, 5, 8, 8)
     image = torch.randn(1, 8, 1, 8, 8)
@@ -154,7 +169,9 @@ def test_block_compiles_fullgraph_on_cpu() -> None:
     c, shared = torch.randn(1, 32), torch.randn(1, 6 * 32)
     groups = torch.tensor([[0, 0, 3]])
     compiled = torch.compile(block, backend="aot_eager", fullgraph=True)
-    torch.testing.assert_close(compiled(x, c, shared, groups=groups), block(x, c, shared, groups=groups))
+    torch.testing.assert_close(
+        compiled(x, c, shared, groups=groups), block(x, c, shared, groups=groups)
+    )
 
 
 @pytest.mark.slow

@@ -13,8 +13,11 @@ B, C, T, H, W = 2, 8, 3, 8, 8
 def _model(**overrides) -> WindowedDiT:
     torch.manual_seed(0)
     cfg = {
-        "max_latent_size": (5, 8, 8), "spatiotemporal_window": (5, 4, 4), "num_classes": 10,
-        "text_dim": 12, "num_extra_cond": 2,
+        "max_latent_size": (5, 8, 8),
+        "spatiotemporal_window": (5, 4, 4),
+        "num_classes": 10,
+        "text_dim": 12,
+        "num_extra_cond": 2,
     }
     model = WindowedDiT.from_preset("tiny", **{**cfg, **overrides})
     torch.manual_seed(1)

@@ -35,7 +35,11 @@ def test_output_shape_matches_latent(patch_size: int, t: int) -> None:
 
 @pytest.mark.parametrize(
     ("grid", "spatial_window", "st_window"),
-    [((5, 6, 10), (4, 4), (5, 4, 4)), ((7, 9, 5), None, (5, 4, 4)), ((2, 12, 12), (8, 8), (2, 8, 8))],
+    [
+        ((5, 6, 10), (4, 4), (5, 4, 4)),
+        ((7, 9, 5), None, (5, 4, 4)),
+        ((2, 12, 12), (8, 8), (2, 8, 8)),
+    ],
 )
 def test_non_divisible_grids_pad_and_mask(grid, spatial_window, st_window) -> None:
     model = _tiny(spatial_window=spatial_window, spatiotemporal_window=st_window)
