@@ -1,0 +1,127 @@
+"""Clip-loading throughput: the datamodule's seek-and-decode path against whole-file decoding.
+
+Usage::
+
+    python benchmarks/bench_loader.py [--clips 4] [--size 256] [--frames 17] [--workers 0 2]
+
+Uses the real MP4 and WebM clips in ../shared/data/real/videos. Prints clips/s for
+(a) ``decode_clip`` (seek to the keyframe before a random start, decode only the frames needed)
+plus resize/crop, (b) decoding every frame of the file and slicing 17 of them plus the same
+resize/crop, and (c) the full ``WebVideoDataModule`` training loader with 0 and 2 workers.
+Also times one forward+backward of a tiny 3D-conv model on the same batch on this CPU, to say
+whether the loader keeps up with a tiny-model step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.datamodule import WebVideoDataModule  # noqa: E402
+from data.decode import decode_clip, frame_to_rgb  # noqa: E402
+from data.transforms import frames_to_pixels  # noqa: E402
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "videos"
+
+
+def seek_path(data: bytes, frames: int, size: int, rng: random.Random) -> torch.Tensor:
+    clip = decode_clip(data, num_frames=frames, clip_start="random", rng=rng)
+    return frames_to_pixels(clip.frames, size=(size, size), crop="random", rng=rng)
+
+
+def whole_file_path(data: bytes, frames: int, size: int, rng: random.Random) -> torch.Tensor:
+    with av.open(io.BytesIO(data)) as container:
+        decoded = [frame_to_rgb(frame) for frame in container.decode(video=0)]
+    start = rng.randint(0, len(decoded) - frames)
+    clip = np.stack(decoded[start : start + frames])
+    return frames_to_pixels(clip, size=(size, size), crop="random", rng=rng)
+
+
+def clips_per_second(fn, files: list[bytes], clips: int, frames: int, size: int) -> float:
+    rng = random.Random(0)
+    begin = time.perf_counter()
+    for data in files:
+        for _ in range(clips):
+            fn(data, frames, size, rng)
+    return len(files) * clips / (time.perf_counter() - begin)
+
+
+def loader_clips_per_second(shard: str, workers: int, clips: int, frames: int, size: int) -> float:
+    module = WebVideoDataModule(
+        train_videos=shard, num_frames=frames, size=size, batch_size=4, num_workers=workers,
+        resampled=True, epoch_length=clips, shuffle_buffer=0,
+    )
+    module.setup("fit")
+    begin, count = time.perf_counter(), 0
+    for batch, _, _ in module.train_dataloader():
+        count += batch["video"]["pixels"].shape[0]
+    return count / (time.perf_counter() - begin)
+
+
+def tiny_step_seconds(frames: int, size: int, batch: int = 4) -> float:
+    """Forward+backward of a tiny patchify-Conv3d model (a stand-in for a small backbone)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv3d(3, 32, kernel_size=(1, 8, 8), stride=(1, 8, 8)),
+        torch.nn.GELU(),
+        torch.nn.Conv3d(32, 32, kernel_size=3, padding=1),
+    )
+    pixels = torch.randn(batch, 3, frames, size, size)
+    begin = time.perf_counter()
+    for _ in range(3):
+        model(pixels).square().mean().backward()
+    return (time.perf_counter() - begin) / 3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=4, help="clips per file (seek path)")
+    parser.add_argument("--whole-clips", type=int, default=1, help="clips per file (whole decode)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=17)
+    parser.add_argument("--workers", type=int, nargs="*", default=[0, 2])
+    parser.add_argument("--loader-clips", type=int, default=48)
+    args = parser.parse_args()
+    paths = sorted(p for p in REAL.glob("*") if p.suffix in (".mp4", ".webm"))
+    if not paths:
+        raise SystemExit(f"no .mp4/.webm files in {REAL}")
+    files = [p.read_bytes() for p in paths]
+    results: dict[str, float] = {
+        "seek_clips_per_s": clips_per_second(seek_path, files, args.clips, args.frames, args.size),
+        "whole_clips_per_s": clips_per_second(
+            whole_file_path, files, args.whole_clips, args.frames, args.size
+        ),
+    }
+    results["speedup"] = results["seek_clips_per_s"] / results["whole_clips_per_s"]
+    with tempfile.TemporaryDirectory() as folder:
+        import webdataset as wds
+
+        shard = str(Path(folder) / "bench.tar")
+        with wds.TarWriter(shard) as sink:
+            for path, data in zip(paths, files):
+                sink.write({"__key__": path.stem.replace(".", "_"), path.suffix[1:]: data})
+        for workers in args.workers:
+            results[f"loader_workers{workers}_clips_per_s"] = loader_clips_per_second(
+                shard, workers, args.loader_clips, args.frames, args.size
+            )
+    step = tiny_step_seconds(args.frames, args.size)
+    results["tiny_step_s_per_batch4_cpu"] = step
+    results["tiny_step_clips_per_s_cpu"] = 4 / step
+    print(f"files: {', '.join(p.name for p in paths)}")
+    print(json.dumps({k: round(v, 3) for k, v in results.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
