@@ -81,10 +81,12 @@ def build_conditions(
     z0: Tensor,
     training: bool,
     use_frame_cond: bool,
+    generator: torch.Generator | None = None,
 ) -> Conditions:
     """Conditions for one stream batch; dropout and frame masks are drawn only when training.
 
-    ``use_frame_cond`` says whether the backbone has frame-conditioning input channels.
+    ``use_frame_cond`` says whether the backbone has frame-conditioning input channels;
+    ``generator`` (a CPU generator) draws every random choice, for reproducible resumes.
     """
     b, device = z0.shape[0], z0.device
     out = Conditions()
@@ -92,22 +94,22 @@ def build_conditions(
         labels = stream["label"].to(device).long()
         drop = labels < 0  # unlabelled samples always see the null label
         if training and cfg.p_drop_class > 0:
-            drop = drop | (torch.rand(b, device=device) < cfg.p_drop_class)
+            drop = drop | (torch.rand(b, generator=generator).to(device) < cfg.p_drop_class)
         out.class_labels, out.drop_class = labels.clamp_min(0), drop
     if stream.get("text_emb") is not None:
         out.text_emb = stream["text_emb"].to(device)
         out.text_mask = stream["text_mask"].to(device).bool()
         drop = ~out.text_mask.any(dim=1)  # an empty caption is the null text
         if training and cfg.p_drop_text > 0:
-            drop = drop | (torch.rand(b, device=device) < cfg.p_drop_text)
+            drop = drop | (torch.rand(b, generator=generator).to(device) < cfg.p_drop_text)
         out.drop_text = drop
     if cfg.use_fps:
         out.extra_cond = stream["fps"].to(device=device, dtype=z0.dtype).reshape(b, 1)
     if use_frame_cond:
         p_fp = cfg.p_frame_cond if training else 0.0
         mask = sample_frame_mask(
-            z0.shape, p_fp=p_fp, num_cond_choices=cfg.frame_cond_choices, device=device
-        )  # (B, 1, t, 1, 1)
+            z0.shape, p_fp=p_fp, num_cond_choices=cfg.frame_cond_choices, generator=generator
+        ).to(device)  # (B, 1, t, 1, 1)
         out.frame_cond = frame_condition(z0, mask)
         out.loss_mask = generation_mask(mask)
     return out

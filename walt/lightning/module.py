@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import torch
@@ -55,6 +56,9 @@ class WALTModule(LightningModule):
         guidance_scale: default classifier-free guidance scale (1 = no guidance).
         max_nonfinite_steps: consecutive non-finite losses tolerated (each skipped and logged)
             before training stops with an error.
+        seed: base of the per-step random generator (noise, timesteps, dropout, masks). Each
+            step reseeds it from (seed, step, rank), so a resumed run draws exactly what an
+            uninterrupted one would, with no generator state to checkpoint.
     """
 
     def __init__(
@@ -77,11 +81,13 @@ class WALTModule(LightningModule):
         num_sample_steps: int = 50,
         guidance_scale: float = 1.0,
         max_nonfinite_steps: int = 20,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         # Under the CLI the saved hyperparameters are the config itself (class paths included),
         # so `WALTModule.load_from_checkpoint` rebuilds the backbone and diffusion from them.
         self.save_hyperparameters()
+        _keep_plain_hparams(self.hparams)
         self.backbone = backbone
         self.diffusion = diffusion
         self.codec = LatentCodec(tokenizer, latent_channels=latent_channels)
@@ -97,6 +103,7 @@ class WALTModule(LightningModule):
         self.image_loss_weight = image_loss_weight
         self.sampler_name, self.num_sample_steps = sampler, num_sample_steps
         self.guidance_scale, self.max_nonfinite_steps = guidance_scale, max_nonfinite_steps
+        self.seed = seed
         self._nonfinite_run = 0
         self._skip_update = False
         self._step_t0: float | None = None
@@ -104,11 +111,12 @@ class WALTModule(LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> Tensor:
         total, n_samples, n_tokens = 0.0, 0, 0
+        gen = self._step_generator()
         for name, stream in batch.items():
             stream = self._with_text(stream)
             z0 = self.codec.latents(stream)  # (B, c, t, h, w), normalized
-            conds = self._conditions(stream, z0, training=True)
-            loss = self._diffusion_loss(z0, conds)
+            conds = self._conditions(stream, z0, training=True, generator=gen)
+            loss = self._diffusion_loss(z0, conds, gen)
             weight = self.image_loss_weight if name == "image" else 1.0
             total = total + weight * loss
             self.log(f"train/loss_{name}", loss, prog_bar=True, batch_size=z0.shape[0])
@@ -119,13 +127,21 @@ class WALTModule(LightningModule):
         self._log_throughput(n_samples, n_tokens)
         return self._guard_nonfinite(total)
 
-    def _conditions(self, stream: Mapping[str, Any], z0: Tensor, *, training: bool) -> Conditions:
+    def _step_generator(self) -> torch.Generator:
+        """CPU generator for this step and rank; reseeded every step (see ``seed``)."""
+        step, rank = self.global_step, self.global_rank
+        return torch.Generator().manual_seed(self.seed + 1_000_003 * step + 7919 * rank)
+
+    def _conditions(
+        self, stream: Mapping[str, Any], z0: Tensor, *, training: bool, generator: torch.Generator
+    ) -> Conditions:
         return build_conditions(
             stream,
             self.cond_cfg,
             z0=z0,
             training=training,
             use_frame_cond=bool(getattr(self.backbone, "use_frame_cond", False)),
+            generator=generator,
         )
 
     def _with_text(self, stream: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -135,15 +151,16 @@ class WALTModule(LightningModule):
         emb, mask = self.text_encoder(stream["caption"])
         return {**stream, "text_emb": emb, "text_mask": mask}
 
-    def _diffusion_loss(self, z0: Tensor, conds: Conditions) -> Tensor:
+    def _diffusion_loss(self, z0: Tensor, conds: Conditions, gen: torch.Generator) -> Tensor:
         """One denoising loss, with W.A.L.T's self-conditioning (Chen et al., Analog Bits)."""
         b = z0.shape[0]
-        t = self.diffusion.sample_timesteps(b, device=z0.device)
-        noise = torch.randn_like(z0)
+        t = self.diffusion.sample_timesteps(b, generator=gen).to(z0.device)
+        noise = torch.randn(z0.shape, generator=gen).to(z0)
         z_t = self.diffusion.q_sample(z0, t, noise)
         self_cond = None
         use_sc = getattr(self.backbone, "use_self_cond", False)
-        if use_sc and torch.rand(()) < self.cond_cfg.p_self_cond:
+        # One coin per batch (as in Analog Bits): the extra pass is skipped when it comes up tails.
+        if use_sc and torch.rand((), generator=gen) < self.cond_cfg.p_self_cond:
             # First pass without gradients estimates x0; the second pass sees it stop-gradded.
             with torch.no_grad():
                 pred = self.backbone(z_t, t.float(), **conds.model_kwargs())
@@ -198,11 +215,11 @@ class WALTModule(LightningModule):
     # ---------------------------------------------------------------- validation
     def validation_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> None:
         """EMA loss at fixed timesteps and noise, so validation numbers are comparable."""
-        gen = torch.Generator(device="cpu").manual_seed(batch_idx)
+        gen = torch.Generator().manual_seed(self.seed + batch_idx)
         for name, stream in batch.items():
             stream = self._with_text(stream)
             z0 = self.codec.latents(stream)
-            conds = self._conditions(stream, z0, training=False)
+            conds = self._conditions(stream, z0, training=False, generator=gen)
             b = z0.shape[0]
             t = torch.linspace(0, self.diffusion.num_train_steps - 1, b).round().long().to(z0.device)
             noise = torch.randn(z0.shape, generator=gen).to(z0)
@@ -283,6 +300,27 @@ class WALTModule(LightningModule):
 
 
 _FROZEN = ("codec.", "text_encoder.")
+
+
+def _keep_plain_hparams(hparams: dict[str, Any]) -> None:
+    """Keep only plain data, so checkpoints load with ``weights_only=True``.
+
+    Objects passed directly from Python (a built backbone, a diffusion) are dropped; under the
+    CLI the same entries are plain ``class_path`` / ``init_args`` dicts and are kept.
+    """
+    for key, value in list(hparams.items()):
+        if is_dataclass(value) and not isinstance(value, type):
+            hparams[key] = asdict(value)
+        elif not _is_plain(value):
+            del hparams[key]
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def _check_backbone_channels(backbone: nn.Module, latent_channels: int) -> None:

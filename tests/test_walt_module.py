@@ -1,0 +1,185 @@
+"""WALTModule: training tricks, loss decrease, resume equality, errors, generation."""
+
+from __future__ import annotations
+
+import warnings
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from tests.walt_fixtures import (
+    FRAMES,
+    SIZE,
+    clip_stream,
+    repeat_loader,
+    tiny_backbone,
+    tiny_module,
+    tiny_tokenizer_file,
+)
+from walt.lightning import ConditionConfig
+
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return tiny_tokenizer_file(tmp_path_factory.mktemp("tok") / "tiny.safetensors")
+
+
+def _trainer(tmp_path, steps: int, **kw) -> pl.Trainer:
+    return pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kw,
+    )
+
+
+class _Recorder(torch.nn.Module):
+    """Wraps a backbone and records the keyword arguments of every call."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls = net, []
+        self.in_channels, self.num_classes = net.in_channels, net.num_classes
+        self.use_self_cond, self.use_frame_cond = net.use_self_cond, net.use_frame_cond
+
+    def forward(self, x, t, **kw):
+        self.calls.append({k: v for k, v in kw.items()})
+        return self.net(x, t, **kw)
+
+
+def test_self_conditioning_feeds_stopgrad_estimate(tok, tmp_path):
+    rec = _Recorder(tiny_backbone())
+    module = tiny_module(tok, backbone=rec, conditioning=ConditionConfig(p_self_cond=1.0))
+    _trainer(tmp_path, 1).fit(module, repeat_loader({"video": clip_stream()}, 1))
+    first, second = rec.calls[0], rec.calls[1]
+    assert first.get("self_cond") is None
+    assert second["self_cond"] is not None and not second["self_cond"].requires_grad
+    rec.calls.clear()
+    module = tiny_module(tok, backbone=rec, conditioning=ConditionConfig(p_self_cond=0.0))
+    _trainer(tmp_path, 1).fit(module, repeat_loader({"video": clip_stream()}, 1))
+    assert len(rec.calls) == 1 and rec.calls[0]["self_cond"] is None
+
+
+def test_frame_conditioning_reaches_the_backbone(tok, tmp_path):
+    rec = _Recorder(tiny_backbone())
+    cfg = ConditionConfig(p_self_cond=0.0, p_frame_cond=1.0, frame_cond_choices=[1])
+    module = tiny_module(tok, backbone=rec, conditioning=cfg)
+    _trainer(tmp_path, 1).fit(module, repeat_loader({"video": clip_stream()}, 1))
+    fc = rec.calls[0]["frame_cond"]  # (B, c + 1, t, h, w)
+    assert fc.shape == (2, 9, 3, 2, 2)
+    assert fc[:, -1, 0].eq(1).all() and fc[:, -1, 1:].eq(0).all()
+
+
+def test_joint_step_logs_both_streams(tok, tmp_path):
+    module = tiny_module(tok)
+    batch = {"video": clip_stream(), "image": clip_stream(3, frames=1, seed=1)}
+    trainer = _trainer(tmp_path, 2)
+    trainer.fit(module, repeat_loader(batch, 2))
+    logged = trainer.callback_metrics
+    assert {"train/loss_video", "train/loss_image", "train/loss"} <= set(logged)
+    assert torch.isfinite(logged["train/loss"])
+
+
+def _fixed_eval_loss(module, z0) -> float:
+    g = torch.Generator().manual_seed(123)
+    t = torch.linspace(0, 999, 16).long()
+    z0 = z0[:1].repeat(16, 1, 1, 1, 1)
+    noise = torch.randn(z0.shape, generator=g)
+    z_t = module.diffusion.q_sample(z0, t, noise)
+    labels = torch.zeros(16, dtype=torch.long)
+    with torch.no_grad():
+        pred = module.backbone(z_t, t.float(), class_labels=labels)
+    return float(module.diffusion.loss(pred, z0, noise, t))
+
+
+def test_tiny_model_drives_loss_down_5x_on_one_clip(tok, tmp_path):
+    torch.manual_seed(0)
+    module = tiny_module(tok, conditioning=ConditionConfig(p_self_cond=0.0, p_drop_class=0.0))
+    # One fixed clip, repeated into a batch of 16 as precomputed (raw) latents.
+    raw = module.codec.vae.encode(clip_stream(1)["pixels"])
+    stream = {"latents": raw.repeat(16, 1, 1, 1, 1), "label": torch.zeros(16, dtype=torch.long)}
+    z0 = module.codec.latents({"latents": raw})
+    before = _fixed_eval_loss(module, z0)
+    _trainer(tmp_path, 100).fit(module, repeat_loader({"video": stream}, 100))
+    after = _fixed_eval_loss(module, z0)
+    assert after * 5 <= before, (before, after)
+
+
+def test_precomputed_latents_give_the_same_loss(tok):
+    module = tiny_module(tok)
+    stream = clip_stream()
+    z_pixels = module.codec.latents(stream)
+    z_pre = module.codec.latents({"latents": module.codec.vae.encode(stream["pixels"])})
+    losses = []
+    for z0 in (z_pixels, z_pre):
+        gen = torch.Generator().manual_seed(5)
+        conds = module._conditions(stream, z0, training=True, generator=gen)
+        losses.append(module._diffusion_loss(z0, conds, gen))
+    torch.testing.assert_close(losses[0], losses[1])
+
+
+def test_resume_continues_the_same_run(tok, tmp_path):
+    """2N straight steps equal N steps, a checkpoint, a fresh process state, then N more."""
+    batch = {"video": clip_stream()}
+    torch.manual_seed(0)
+    straight = tiny_module(tok)
+    _trainer(tmp_path / "a", 6).fit(straight, repeat_loader(batch, 6))
+
+    torch.manual_seed(0)
+    first = tiny_module(tok)
+    trainer = _trainer(tmp_path / "b", 3)
+    trainer.fit(first, repeat_loader(batch, 6))
+    ckpt = tmp_path / "half.ckpt"
+    trainer.save_checkpoint(ckpt)
+    torch.manual_seed(999)  # a different process state must not matter
+    resumed = tiny_module(tok)
+    _trainer(tmp_path / "c", 6).fit(resumed, repeat_loader(batch, 6), ckpt_path=ckpt)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=f"{name} differs after resume")
+    full = torch.load(ckpt, weights_only=True)
+    assert not any(k.startswith("codec.") for k in full["state_dict"])  # tokenizer not copied
+    assert any(k.startswith("ema.") for k in full["state_dict"])
+
+
+def test_bad_states_raise_clear_errors(tok, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tiny_module(tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match="latent channels"):
+        tiny_module(tiny_tokenizer_file(tmp_path / "c4.safetensors", latent_channels=4))
+    with pytest.raises(ValueError, match="latent_channels"):
+        tiny_module(tok, backbone=tiny_backbone(in_channels=4), latent_channels=8)
+    with pytest.raises(ValueError, match="1 \\+ 4k"):
+        tiny_module(tok, num_frames=8)
+
+
+def test_nonfinite_loss_is_skipped_then_stops(tok, tmp_path):
+    module = tiny_module(tok, max_nonfinite_steps=2)
+    stream = clip_stream()
+    stream["pixels"] = stream["pixels"] * float("nan")
+    before = {k: v.clone() for k, v in module.backbone.state_dict().items()}
+    with pytest.raises(FloatingPointError, match="non-finite for 3 consecutive"):
+        _trainer(tmp_path, 10).fit(module, repeat_loader({"video": stream}, 10))
+    for k, v in module.backbone.state_dict().items():
+        torch.testing.assert_close(v, before[k])  # skipped steps never touched the weights
+
+
+def test_generate_shapes_and_frame_conditioning(tok):
+    module = tiny_module(tok).eval()
+    g = torch.Generator().manual_seed(0)
+    out = module.generate(labels=torch.tensor([0, 2]), num_steps=3, generator=g)
+    assert out.shape == (2, 3, FRAMES, SIZE, SIZE) and out.abs().max() <= 1
+    cond = clip_stream()["pixels"]
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    out = module.generate(labels=torch.tensor([0, 1]), cond_pixels=cond, cond_mask=mask,
+                          num_steps=2, guidance_scale=2.0, generator=g)
+    assert out.shape == (2, 3, FRAMES, SIZE, SIZE)
+    with pytest.raises(ValueError, match="cond_mask"):
+        module.generate(labels=torch.tensor([0, 1]), cond_pixels=cond, num_steps=2)
