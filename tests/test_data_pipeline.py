@@ -227,3 +227,25 @@ def test_configuration_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one"):
         WebVideoDataModule()
     assert expand_urls("pipe:cat a-{0..2}.tar", name="x")[2] == "pipe:cat a-2.tar"
+
+
+def test_pipe_urls_are_read(tmp_path: Path) -> None:
+    pattern = _image_shards(tmp_path, shards=2, per_shard=2)
+    module = WebVideoDataModule(val_images=f"pipe:cat {pattern}", size=8, num_workers=0)
+    module.setup("validate")
+    keys = [k for batch in module.val_dataloader() for k in batch["image"]["key"]]
+    assert sorted(keys) == ["s0i0", "s0i1", "s1i0", "s1i1"]
+
+
+def test_constructible_from_cli_yaml() -> None:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(WebVideoDataModule, "data")
+    config = parser.parse_string(
+        "data:\n  train_videos: [a.tar, '/x/b-{0..1}.tar']\n  size: [32, 48]\n"
+        "  num_frames: 9\n  target_fps: 8\n  short_clip: loop\n"
+    )
+    module = parser.instantiate(config).data
+    assert module.size == (32, 48) and module.num_frames == 9 and module.target_fps == 8.0
+    assert module.sources["train"]["video"] == ["a.tar", "/x/b-{0..1}.tar"]
