@@ -83,6 +83,9 @@ def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) 
         "stride": 1,
     }
     meta = json.loads(sample["json"]) if "json" in sample else {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"json must hold an object, got {type(meta).__name__}")
+    out["meta"] = meta
     for field in ARRAY_FIELDS:
         array = _array(sample, field)
         if array is not None:
@@ -121,6 +124,7 @@ def collate(samples: list[dict[str, Any]], skipped: int) -> dict[str, Any]:
         "fps": torch.tensor([s["fps"] for s in samples], dtype=torch.float32),
         "stride": torch.tensor([s["stride"] for s in samples], dtype=torch.long),
         "key": [s["key"] for s in samples],
+        "meta": [s["meta"] for s in samples],
         "skipped": torch.tensor([skipped], dtype=torch.long),
     }
     for field in ("pixels", *ARRAY_FIELDS):

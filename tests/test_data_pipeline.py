@@ -187,6 +187,7 @@ def test_precomputed_latents_without_pixels(tmp_path: Path) -> None:
     assert stream["latents"].dtype == torch.float32 and stream["latents"][2].eq(2).all()
     assert stream["text_emb"].shape == (3, 5, 6) and stream["text_mask"].dtype == torch.bool
     assert stream["fps"].tolist() == [12.5] * 3 and stream["stride"].tolist() == [2] * 3
+    assert stream["meta"][0] == {"kind": "video", "fps": 12.5, "stride": 2}
 
 
 def test_epoch_length_gives_equal_batches(tmp_path: Path) -> None:
