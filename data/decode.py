@@ -150,11 +150,11 @@ def decode_clip(
             offset = _pick_offset(duration - span - dt, clip_start, rng)
             targets = [origin + offset + i * stride * dt for i in range(num_frames)]
             picked = _decode_targets(container, stream, targets, dt, seek=offset > 0)
-            if picked is None and offset > 0:
+            if picked == "bad seek":
                 # Some files decode garbage after a seek (flagged corrupt): go from the top.
                 container.seek(0)
                 picked = _decode_targets(container, stream, targets, dt, seek=False)
-            if picked is not None:
+            if isinstance(picked, tuple):
                 times, frames = picked
                 return Clip(np.stack(frames), source_fps / stride, stride, source_fps, times, False)
         # Unknown or wrong duration, or the clip does not fit: list every frame time first.
@@ -254,8 +254,12 @@ def _decode_targets(
     dt: float,
     *,
     seek: bool,
-) -> tuple[tuple[float, ...], list[np.ndarray]] | None:
-    """Seek before ``targets[0]`` and decode forward; ``None`` if the targets are not reached."""
+) -> tuple[tuple[float, ...], list[np.ndarray]] | Literal["bad seek", "too short"]:
+    """Seek before ``targets[0]`` and decode forward to pick the frames at ``targets``.
+
+    Returns the times and frames, "bad seek" when the seek overshot or decoding after it is
+    flagged corrupt, or "too short" when the stream ends before the last target.
+    """
     tolerance = 0.5 * dt
     step = targets[1] - targets[0] if len(targets) > 1 else 0.0
     if seek:
@@ -267,7 +271,7 @@ def _decode_targets(
     frames: list[np.ndarray] = []
     for index, (time, frame) in enumerate(ordered_frames(container, stream, dt)):
         if seek and (frame.is_corrupt or (index == 0 and time > targets[0] + tolerance)):
-            return None  # the seek overshot the clip start, or landed where decoding fails
+            return "bad seek"
         rgb = None
         while len(frames) < len(targets) and time >= targets[len(frames)] - tolerance:
             rgb = frame_to_rgb(frame) if rgb is None else rgb
@@ -279,7 +283,7 @@ def _decode_targets(
             frames.append(rgb)
         if len(frames) == len(targets):
             return tuple(times), frames
-    return None
+    return "too short"
 
 
 def _decode_at(

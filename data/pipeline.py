@@ -142,7 +142,7 @@ class WebVideoStream(IterableDataset):
                 state.url = rng.choice(self.urls)
                 yield state.url
         order = list(self.urls)
-        passes = 0
+        passes, samples_before = 0, 0
         while True:
             if opts.shuffle:
                 # Same order on every rank (seed and epoch only) so the split stays disjoint.
@@ -160,6 +160,9 @@ class WebVideoStream(IterableDataset):
             passes += 1
             if not cycle:
                 return
+            if state.seen + state.routed == samples_before:
+                raise ValueError(f"{self.spec.kind} stream: shards {mine} hold no samples")
+            samples_before = state.seen + state.routed
 
     def _warn_no_shards(self, worker: int, num_workers: int, *, fatal: bool) -> None:
         opts = self.options
@@ -181,7 +184,7 @@ class WebVideoStream(IterableDataset):
             if where == "other":
                 routed_in_a_row, state.routed = routed_in_a_row + 1, state.routed + 1
                 stuck = routed_in_a_row >= _ROUTED_WITHOUT_MATCH and state.produced == 0
-                if stuck and self.options.resampled:
+                if stuck and (self.options.resampled or self.options.epoch_length is not None):
                     raise ValueError(
                         f"{self.spec.kind} stream found no {self.spec.kind} samples in the first "
                         f"{routed_in_a_row} samples of {self.urls[:3]}...; wrong shard set?"

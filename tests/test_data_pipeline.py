@@ -90,6 +90,13 @@ def test_empty_training_stream_is_an_error(tmp_path: Path) -> None:
         _train_keys(module)
 
 
+def test_endless_stream_over_empty_shards_is_an_error(tmp_path: Path) -> None:
+    shard = _write(tmp_path / "empty.tar", [])
+    module = WebVideoDataModule(train_images=shard, size=8, num_workers=0, epoch_length=4)
+    with pytest.raises(ValueError, match="hold no samples"):
+        _train_keys(module)
+
+
 def test_failure_fraction_stops_with_clear_error(tmp_path: Path) -> None:
     samples = [{"__key__": f"bad{i}", "mp4": b"garbage"} for i in range(8)]
     shard = _write(tmp_path / "bad.tar", samples + [{"__key__": "ok", "mp4": _mp4(0)}])
