@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_loader.py [--clips 4] [--size 256] [--frames 17] [--workers 0 2]
+        [--reencoded]
 
 Uses the real MP4 and WebM clips in ../shared/data/real/videos. Prints clips/s for
 (a) ``decode_clip`` (seek to the keyframe before a random start, decode only the frames needed)
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.datamodule import WebVideoDataModule  # noqa: E402
 from data.decode import decode_clip, frame_to_rgb  # noqa: E402
+from data.encode import reencode_video  # noqa: E402
 from data.transforms import frames_to_pixels  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "videos"
@@ -93,6 +95,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 2])
     parser.add_argument("--loader-clips", type=int, default=48)
+    parser.add_argument(
+        "--reencoded", action="store_true",
+        help="also time the seek path on the files re-encoded to --size at 8 fps (make_shards --reencode)",
+    )
     args = parser.parse_args()
     paths = sorted(p for p in REAL.glob("*") if p.suffix in (".mp4", ".webm"))
     if not paths:
@@ -105,6 +111,11 @@ def main() -> None:
         ),
     }
     results["speedup"] = results["seek_clips_per_s"] / results["whole_clips_per_s"]
+    if args.reencoded:
+        small = [reencode_video(data, size=args.size, fps=8.0) for data in files]
+        results["seek_reencoded_clips_per_s"] = clips_per_second(
+            seek_path, small, args.clips, args.frames, args.size
+        )
     with tempfile.TemporaryDirectory() as folder:
         import webdataset as wds
 
