@@ -26,8 +26,10 @@ class WaltCLI(LightningCLI):
         )
 
 
-def main() -> None:
-    WaltCLI(
+def main(args: list[str] | None = None) -> WaltCLI:
+    """Run the CLI on ``args`` (default: the command line)."""
+    return WaltCLI(
+        args=args,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},

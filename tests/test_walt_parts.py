@@ -6,9 +6,12 @@ import av
 import pytest
 import torch
 
-from walt.lightning.conditioning import ConditionConfig, build_conditions
+from walt.lightning.conditioning import BackboneInputs, ConditionConfig, build_conditions
 from walt.lightning.lr import WarmupCosineLR
 from walt.media import contact_sheet, loss_curve, write_gif, write_mp4
+
+NO_FRAMES = BackboneInputs(labels=True, extra=1)
+FRAMES = BackboneInputs(labels=True, frames=True)
 
 
 def _stream(b: int = 4) -> dict:
@@ -18,14 +21,14 @@ def _stream(b: int = 4) -> dict:
 def test_conditions_drop_unlabelled_and_respect_probabilities():
     z0 = torch.randn(4, 8, 5, 2, 2)
     cfg = ConditionConfig(p_drop_class=0.0)
-    conds = build_conditions(_stream(), cfg, z0=z0, training=True, use_frame_cond=False)
+    conds = build_conditions(_stream(), cfg, z0=z0, training=True, inputs=NO_FRAMES)
     assert conds.drop_class.tolist() == [False, False, True, False]
     assert conds.class_labels.min() >= 0  # -1 is mapped to a valid index, and dropped
     cfg = ConditionConfig(p_drop_class=1.0)
-    conds = build_conditions(_stream(), cfg, z0=z0, training=True, use_frame_cond=False)
+    conds = build_conditions(_stream(), cfg, z0=z0, training=True, inputs=NO_FRAMES)
     assert conds.drop_class.all()
     # Validation never drops at random.
-    conds = build_conditions(_stream(), cfg, z0=z0, training=False, use_frame_cond=False)
+    conds = build_conditions(_stream(), cfg, z0=z0, training=False, inputs=NO_FRAMES)
     assert conds.drop_class.tolist() == [False, False, True, False]
 
 
@@ -33,7 +36,7 @@ def test_frame_conditioning_masks_the_loss_to_generated_frames():
     torch.manual_seed(0)
     z0 = torch.randn(64, 8, 5, 2, 2)
     cfg = ConditionConfig(p_frame_cond=1.0, frame_cond_choices=[1, 2])
-    conds = build_conditions({}, cfg, z0=z0, training=True, use_frame_cond=True)
+    conds = build_conditions({}, cfg, z0=z0, training=True, inputs=FRAMES)
     mask = conds.frame_cond[:, -1:, :, :1, :1]  # (B, 1, t, 1, 1), the c_fp mask channel
     known = mask.flatten(1).sum(1)
     assert set(known.tolist()) == {1.0, 2.0}  # image-to-video and video prediction both drawn
@@ -46,7 +49,7 @@ def test_frame_conditioning_masks_the_loss_to_generated_frames():
 def test_frame_conditioning_off_at_validation():
     z0 = torch.randn(3, 8, 5, 2, 2)
     cfg = ConditionConfig(p_frame_cond=1.0)
-    conds = build_conditions({}, cfg, z0=z0, training=False, use_frame_cond=True)
+    conds = build_conditions({}, cfg, z0=z0, training=False, inputs=FRAMES)
     assert conds.frame_cond.abs().sum() == 0
     assert conds.loss_mask.min() == 1.0
 
@@ -59,7 +62,7 @@ def test_uncond_kwargs_drop_labels_and_text():
         "text_mask": torch.ones(2, 5, dtype=torch.bool),
     }
     conds = build_conditions(stream, ConditionConfig(p_drop_class=0, p_drop_text=0), z0=z0,
-                             training=True, use_frame_cond=False)
+                             training=True, inputs=BackboneInputs(labels=True, text=True))
     kw = conds.model_kwargs()
     assert not kw["drop_class"].any() and not kw["drop_text"].any()
     kw = conds.model_kwargs(uncond=True)
@@ -69,7 +72,7 @@ def test_uncond_kwargs_drop_labels_and_text():
 def test_fps_condition_is_passed_as_extra_scalar():
     z0 = torch.randn(4, 8, 5, 2, 2)
     conds = build_conditions(_stream(), ConditionConfig(use_fps=True), z0=z0, training=False,
-                             use_frame_cond=False)
+                             inputs=NO_FRAMES)
     assert conds.extra_cond.shape == (4, 1)
 
 

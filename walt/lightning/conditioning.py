@@ -41,6 +41,25 @@ class ConditionConfig:
     use_fps: bool = False
 
 
+@dataclass(frozen=True)
+class BackboneInputs:
+    """Which conditioning inputs the backbone takes (read off the network once)."""
+
+    labels: bool = False
+    text: bool = False
+    frames: bool = False
+    extra: int = 0
+
+    @classmethod
+    def of(cls, net) -> BackboneInputs:
+        return cls(
+            labels=getattr(net, "num_classes", 0) > 0,
+            text=getattr(net, "text_dim", 0) > 0,
+            frames=bool(getattr(net, "use_frame_cond", False)),
+            extra=int(getattr(net, "num_extra_cond", 0)),
+        )
+
+
 @dataclass
 class Conditions:
     """The backbone's keyword inputs for one stream, plus the loss mask over latent frames."""
@@ -80,23 +99,26 @@ def build_conditions(
     *,
     z0: Tensor,
     training: bool,
-    use_frame_cond: bool,
+    inputs: BackboneInputs,
     generator: torch.Generator | None = None,
 ) -> Conditions:
     """Conditions for one stream batch; dropout and frame masks are drawn only when training.
 
-    ``use_frame_cond`` says whether the backbone has frame-conditioning input channels;
+    ``inputs`` says which conditions the backbone takes (others in the stream are ignored);
     ``generator`` (a CPU generator) draws every random choice, for reproducible resumes.
     """
     b, device = z0.shape[0], z0.device
     out = Conditions()
-    if "label" in stream and stream["label"] is not None:
+    if inputs.labels and stream.get("label") is not None:
         labels = stream["label"].to(device).long()
         drop = labels < 0  # unlabelled samples always see the null label
         if training and cfg.p_drop_class > 0:
             drop = drop | (torch.rand(b, generator=generator).to(device) < cfg.p_drop_class)
         out.class_labels, out.drop_class = labels.clamp_min(0), drop
-    if stream.get("text_emb") is not None:
+    if inputs.text:
+        if stream.get("text_emb") is None:
+            raise KeyError("the backbone takes text but the batch has no text_emb (precompute "
+                           "it or give the module a text_encoder)")
         out.text_emb = stream["text_emb"].to(device)
         out.text_mask = stream["text_mask"].to(device).bool()
         drop = ~out.text_mask.any(dim=1)  # an empty caption is the null text
@@ -104,8 +126,10 @@ def build_conditions(
             drop = drop | (torch.rand(b, generator=generator).to(device) < cfg.p_drop_text)
         out.drop_text = drop
     if cfg.use_fps:
+        if inputs.extra != 1:
+            raise ValueError(f"use_fps needs a backbone with num_extra_cond=1, not {inputs.extra}")
         out.extra_cond = stream["fps"].to(device=device, dtype=z0.dtype).reshape(b, 1)
-    if use_frame_cond:
+    if inputs.frames:
         p_fp = cfg.p_frame_cond if training else 0.0
         mask = sample_frame_mask(
             z0.shape, p_fp=p_fp, num_cond_choices=cfg.frame_cond_choices, generator=generator

@@ -19,7 +19,12 @@ from lightning.pytorch.utilities import grad_norm
 from torch import Tensor, nn
 
 from walt.diffusion import GaussianDiffusion
-from walt.lightning.conditioning import ConditionConfig, Conditions, build_conditions
+from walt.lightning.conditioning import (
+    BackboneInputs,
+    ConditionConfig,
+    Conditions,
+    build_conditions,
+)
 from walt.lightning.ema import make_ema
 from walt.lightning.generation import generate_latents
 from walt.lightning.latents import LatentCodec
@@ -140,13 +145,17 @@ class WALTModule(LightningModule):
             self.cond_cfg,
             z0=z0,
             training=training,
-            use_frame_cond=bool(getattr(self.backbone, "use_frame_cond", False)),
+            inputs=BackboneInputs.of(self.backbone),
             generator=generator,
         )
 
     def _with_text(self, stream: Mapping[str, Any]) -> Mapping[str, Any]:
         """Embed captions on the fly when the shards carry no precomputed text embeddings."""
-        if self.text_encoder is None or stream.get("text_emb") is not None:
+        if (
+            self.text_encoder is None
+            or stream.get("text_emb") is not None
+            or not BackboneInputs.of(self.backbone).text
+        ):
             return stream
         emb, mask = self.text_encoder(stream["caption"])
         return {**stream, "text_emb": emb, "text_mask": mask}
