@@ -18,6 +18,7 @@ import torch
 
 from tokenizer.discriminator import Discriminator3d
 from tokenizer.ema import ema_decay_at, update_ema
+from tokenizer.loading import save_tokenizer
 from tokenizer.losses import (
     LeCAM,
     adaptive_weight,
@@ -25,7 +26,6 @@ from tokenizer.losses import (
     hinge_d_loss,
     reconstruction_loss,
 )
-from tokenizer.loading import save_tokenizer
 from tokenizer.media import log_to_logger, side_by_side, write_mp4
 from tokenizer.metrics import psnr, ssim
 from tokenizer.perceptual import PerceptualLoss
