@@ -225,19 +225,28 @@ class WebVideoStream(IterableDataset):
     def _batched(
         self, samples: Iterator[dict[str, Any]], state: _Counter, quota: int | None
     ) -> Iterator[dict[str, Any]]:
+        """Batches of ``batch_size`` (the last may be smaller), at most ``quota`` of them.
+
+        One full batch is held back until the next one fills, so that samples skipped after
+        the last full batch are still reported (in the final batch's ``skipped``).
+        """
         if quota == 0:
             return
-        emitted = 0
-        pending: list[dict[str, Any]] = []
+        emitted, held, pending = 0, None, []
         for sample in samples:
             pending.append(sample)
-            if len(pending) == self.options.batch_size:
-                yield collate(pending, state.take_skipped())
-                pending, emitted = [], emitted + 1
-                if quota is not None and emitted >= quota:
-                    return
-        if pending:
-            yield collate(pending, state.take_skipped())
+            if len(pending) < self.options.batch_size:
+                continue
+            if held is not None:
+                yield collate(held, state.take_skipped())
+                emitted += 1
+            held, pending = pending, []
+            if quota is not None and emitted + 1 >= quota:
+                yield collate(held, state.take_skipped())
+                return
+        for batch in (held, pending):
+            if batch:
+                yield collate(batch, state.take_skipped())
 
 
 class _Counter:

@@ -61,3 +61,22 @@ def test_lightning_ddp_ranks_disjoint_and_covering(tmp_path: Path) -> None:
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert set(ranks[0]).isdisjoint(ranks[1])
     assert sorted(ranks[0] + ranks[1]) == sorted(f"s{s}k{i}" for s in range(4) for i in range(3))
+
+
+def test_skipped_samples_reach_the_logger(tmp_path: Path) -> None:
+    with wds.TarWriter(str(tmp_path / "s.tar")) as sink:
+        for i in range(4):
+            sink.write({"__key__": f"k{i}", "png": _png(i)})
+        sink.write({"__key__": "bad", "png": b"not a png"})
+    module = WebVideoDataModule(
+        train_images=str(tmp_path / "s.tar"), size=8, batch_size=2, num_workers=0,
+        shuffle_buffer=0, failure_check_after=100,
+    )
+    logger = SkippedSamplesLogger()
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[logger],
+    )
+    with pytest.warns(UserWarning, match="'bad' in shard"):
+        trainer.fit(_KeyRecorder(str(tmp_path)), datamodule=module)
+    assert logger.total == 1 and float(trainer.callback_metrics["data/skipped"]) == 1.0
