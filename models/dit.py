@@ -28,6 +28,7 @@ from models.embeddings import (
     TextConditioner,
     TimestepEmbedder,
 )
+from models.registry import preset_config
 from models.windows import Size3
 
 
@@ -196,8 +197,6 @@ class WindowedDiT(nn.Module):
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> WindowedDiT:
         """Build a preset of ``models.DIT_PRESETS`` (``tiny``, ``S``, ``B``, ``L``, ``XL``)."""
-        from models.registry import preset_config
-
         return cls(**preset_config(name, **overrides))
 
     # ----------------------------------------------------------------------------------- inputs
