@@ -208,10 +208,14 @@ class WebVideoDataModule(pl.LightningDataModule):
             mode="max_size_cycle",
         )
 
-    def val_dataloader(self) -> DataLoader:
-        """Batches ``{"video": batch}`` then ``{"image": batch}``, each sample once."""
-        streams = self._require("val")
-        return self._loader(NamedStreams(streams=streams))
+    def val_dataloader(self) -> DataLoader | list:
+        """Batches ``{"video": batch}`` then ``{"image": batch}``, each sample once.
+
+        Without validation shards this is ``[]``, which Lightning treats as "no validation".
+        """
+        if all(urls is None for urls in self.sources["val"].values()):
+            return []
+        return self._loader(NamedStreams(streams=self._require("val")))
 
     def _require(self, split: str) -> dict[str, WebVideoStream]:
         if not self.streams[split]:

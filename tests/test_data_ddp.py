@@ -29,6 +29,9 @@ class _KeyRecorder(pl.LightningModule):
         self.keys += batch["image"]["key"]
         return (self.weight * batch["image"]["pixels"].mean()).sum()
 
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.keys += [f"val:{key}" for stream in batch.values() for key in stream["key"]]
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
@@ -49,18 +52,24 @@ def test_lightning_ddp_ranks_disjoint_and_covering(tmp_path: Path) -> None:
         with wds.TarWriter(str(tmp_path / f"s-{shard}.tar")) as sink:
             for i in range(3):
                 sink.write({"__key__": f"s{shard}k{i}", "png": _png(shard * 10 + i)})
+    shards = str(tmp_path / "s-{0..3}.tar")
     module = WebVideoDataModule(
-        train_images=str(tmp_path / "s-{0..3}.tar"), size=8, batch_size=2, num_workers=0
+        train_images=shards, val_images=shards, size=8, batch_size=2, num_workers=0
     )
     trainer = pl.Trainer(
         strategy="ddp_spawn", accelerator="cpu", devices=2, max_epochs=1, logger=False,
+        num_sanity_val_steps=0,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=[SkippedSamplesLogger()],
     )
     trainer.fit(_KeyRecorder(str(tmp_path)), datamodule=module)
+    everything = sorted(f"s{s}k{i}" for s in range(4) for i in range(3))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    assert set(ranks[0]).isdisjoint(ranks[1])
-    assert sorted(ranks[0] + ranks[1]) == sorted(f"s{s}k{i}" for s in range(4) for i in range(3))
+    for prefix in ("", "val:"):  # training, then validation keys
+        seen = [[k[len(prefix):] for k in keys if k.startswith("val:") == bool(prefix)]
+                for keys in ranks]
+        assert set(seen[0]).isdisjoint(seen[1]) and len(seen[0]) == len(seen[1]) == 6
+        assert sorted(seen[0] + seen[1]) == everything
 
 
 def test_skipped_samples_reach_the_logger(tmp_path: Path) -> None:
