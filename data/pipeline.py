@@ -119,7 +119,11 @@ class WebVideoStream(IterableDataset):
         opts = self.options
         rng = random.Random(f"{opts.seed}:{self.epoch}:{opts.rank}:{worker}")
         quota = self._worker_quota(worker, num_workers)
-        state = _Counter()
+        state = _Counter(
+            kind=self.spec.kind,
+            max_failure_fraction=opts.max_failure_fraction,
+            failure_check_after=opts.failure_check_after,
+        )
         shards = self._shard_stream(worker, num_workers, rng, cycle=quota is not None, state=state)
         raw = tarfile_samples(({"url": url} for url in shards), handler=state.tar_handler)
         samples = self._decoded(raw, rng, state)
@@ -199,7 +203,6 @@ class WebVideoStream(IterableDataset):
                 decoded = decode_sample(sample, self.spec, rng)
             except Exception as error:  # any bad media must not stop training
                 state.fail(f"sample {sample.get('__key__')!r} in shard {state.url}: {error!r}")
-                self._check_failures(state)
                 continue
             state.produced += 1
             yield decoded
@@ -209,17 +212,6 @@ class WebVideoStream(IterableDataset):
                 f"none of them {self.spec.kind}s",
                 BadSampleWarning,
                 stacklevel=2,
-            )
-
-    def _check_failures(self, state: _Counter) -> None:
-        opts = self.options
-        if state.seen < opts.failure_check_after:
-            return
-        if state.failed / state.seen > opts.max_failure_fraction:
-            raise TooManyFailuresError(
-                f"{self.spec.kind} stream: {state.failed} of {state.seen} samples failed "
-                f"({state.failed / state.seen:.1%} > max_failure_fraction="
-                f"{opts.max_failure_fraction}); last: {state.last_error}"
             )
 
     def _batched(
@@ -250,9 +242,18 @@ class WebVideoStream(IterableDataset):
 
 
 class _Counter:
-    """Per-worker bookkeeping: samples seen, failed, produced, and the shard being read."""
+    """Per-worker bookkeeping: samples seen, failed, produced, and the shard being read.
 
-    def __init__(self) -> None:
+    Args:
+        kind: the stream's kind, for messages.
+        max_failure_fraction: failed / seen above which the worker stops.
+        failure_check_after: samples seen before that check applies.
+    """
+
+    def __init__(self, *, kind: str, max_failure_fraction: float, failure_check_after: int) -> None:
+        self.kind = kind
+        self.max_failure_fraction = max_failure_fraction
+        self.failure_check_after = failure_check_after
         self.seen = 0
         self.failed = 0
         self.produced = 0
@@ -266,6 +267,12 @@ class _Counter:
         self.skipped_since_batch += 1
         self.last_error = message
         warnings.warn(f"skipping {message}", BadSampleWarning, stacklevel=3)
+        if self.seen >= self.failure_check_after and self.failed / self.seen > self.max_failure_fraction:
+            raise TooManyFailuresError(
+                f"{self.kind} stream: {self.failed} of {self.seen} samples failed "
+                f"({self.failed / self.seen:.1%} > max_failure_fraction="
+                f"{self.max_failure_fraction}); last: {message}"
+            )
 
     def tar_handler(self, error: Exception) -> bool:
         # A truncated or unreadable shard (or a member in it): count it and move on.

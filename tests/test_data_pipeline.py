@@ -257,3 +257,16 @@ def test_constructible_from_cli_yaml() -> None:
     module = parser.instantiate(config).data
     assert module.size == (32, 48) and module.num_frames == 9 and module.target_fps == 8.0
     assert module.sources["train"]["video"] == ["a.tar", "/x/b-{0..1}.tar"]
+
+
+def test_truncated_shard_file_is_counted_not_fatal(tmp_path: Path) -> None:
+    path = Path(_write(tmp_path / "cut.tar", [
+        {"__key__": f"k{i}", "png": _png(i)} for i in range(6)
+    ]))
+    path.write_bytes(path.read_bytes()[:4000])  # inside the third member (members are 1.5 kB)
+    module = WebVideoDataModule(val_images=str(path), size=8, batch_size=2, num_workers=0)
+    module.setup("validate")
+    with pytest.warns(BadSampleWarning, match="cut.tar"):
+        batches = list(module.val_dataloader())
+    keys = [k for b in batches for k in b["image"]["key"]]
+    assert 1 <= len(keys) < 6 and sum(count_skipped(b) for b in batches) >= 1
