@@ -11,11 +11,12 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from einops import rearrange
 from PIL import Image, ImageDraw
+
+from data.encode import encode_video
 
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
@@ -27,25 +28,13 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
 
 
 def write_mp4(video: torch.Tensor, path: str | Path, *, fps: float = 8.0) -> Path:
-    """Encode one (3, T, H, W) clip as H.264 (yuv420p; odd sizes are padded to even)."""
+    """Encode one (3, T, H, W) clip as MP4 (odd sizes are edge-padded to even for yuv420p)."""
     frames = to_uint8_frames(video)
     _, h, w, _ = frames.shape
-    # yuv420p needs even sides; pad by edge replication rather than resizing the content.
-    ph, pw = h % 2, w % 2
-    if ph or pw:
-        frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=round(fps))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    path.write_bytes(encode_video(frames, fps=fps))
     return path
 
 
