@@ -26,6 +26,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -158,7 +159,7 @@ def _measure(name: str, grid: tuple[int, int, int], cfg: dict[str, Any], queue: 
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = _rss_mb("VmHWM") - rss0
-    step_s = sorted(times)[len(times) // 2]
+    step_s = statistics.median(times)
     tokens = grid[0] * grid[1] * grid[2]
     queue.put(
         {
