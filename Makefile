@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow lint quickstart bench clean
+.PHONY: setup test test-slow lint quickstart clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,24 @@ test: lint
 
 test-slow: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# The main job on built-in data: synthetic moving shapes -> tokenizer -> latent statistics ->
+# precomputed latents -> class-conditional W.A.L.T -> samples, contact sheet, loss curve, score.
+# Every stage is an ordinary command (README, "Quickstart"); QS is the output folder.
+QS ?= outputs/quickstart
+SHAPES := --size 32 --frames 17 --shapes circle,square --colors red,blue --directions left,right
+quickstart: $(STAMP)
+	rm -rf $(QS)
+	$(BIN)/python -m data.synthetic '$(QS)/data/train-%06d.tar' $(SHAPES) --num-videos 1024 --num-images 256 --samples-per-shard 160 --seed 0
+	$(BIN)/python -m data.synthetic '$(QS)/data/val-%06d.tar' $(SHAPES) --num-videos 64 --samples-per-shard 64 --seed 1
+	$(BIN)/python train.py fit --config configs/tokenizer/tiny_cpu.yaml
+	$(BIN)/python -m tokenizer.latent_stats $(QS)/tokenizer/tokenizer.safetensors '$(QS)/data/train-{000000..000007}.tar' --size 32 --num-frames 17 --max-samples 256
+	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/latents/train-%06d.tar' --videos '$(QS)/data/train-{000000..000007}.tar' --size 32 --num-frames 17 --max-samples-per-shard 512 --num-workers 1
+	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/latents/val-%06d.tar' --videos '$(QS)/data/val-000000.tar' --size 32 --num-frames 17 --num-workers 1
+	$(BIN)/python train.py fit --config configs/walt/tiny_cpu.yaml
+	$(BIN)/python -m walt.generate $(QS)/walt/checkpoints/last.ckpt --out $(QS)/samples --per-class 4 --steps 50
+	$(BIN)/python -m walt.evaluate_synthetic $(QS)/samples --shards '$(QS)/data/val-000000.tar' --metrics $(QS)/walt/logs/metrics.csv
+	@echo "quickstart outputs: $(QS)/samples"
 
 clean:
 	rm -rf $(VENV) outputs lightning_logs
