@@ -217,6 +217,14 @@ class WebVideoDataModule(pl.LightningDataModule):
             return []
         return self._loader(NamedStreams(streams=self._require("val")))
 
+    def test_dataloader(self) -> DataLoader | list:
+        """The validation shards (``train.py test``; there is no separate test split)."""
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader | list:
+        """The validation shards (``train.py predict`` generates for their labels/captions)."""
+        return self.val_dataloader()
+
     def _require(self, split: str) -> dict[str, WebVideoStream]:
         if not self.streams[split]:
             if not any(v is not None for v in self.sources[split].values()):

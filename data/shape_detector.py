@@ -147,14 +147,16 @@ def parse_class_name(name: str) -> tuple[str, str, str]:
 def score_samples(
     videos: torch.Tensor | Sequence[torch.Tensor | np.ndarray], class_names: Sequence[str]
 ) -> dict[str, float]:
-    """Fraction of clips whose shape, colour, direction (and all three) match their class.
+    """Fraction of clips whose shape, colour, direction (all three: ``joint``; colour and
+    direction together: ``color_direction``) match their class.
 
     Args:
         videos: ``(B, 3, T, H, W)`` in [-1, 1] (or a sequence of ``(3, T, H, W)`` clips).
         class_names: the requested class of each clip, e.g. "red circle moving left".
 
     Returns:
-        ``{"shape", "color", "direction", "joint"}`` accuracies and ``"count"``.
+        ``{"shape", "color", "direction", "color_direction", "joint"}`` accuracies and
+        ``"count"``.
     """
     if len(videos) != len(class_names):
         raise ValueError(f"{len(videos)} videos but {len(class_names)} class names")
@@ -169,6 +171,7 @@ def score_samples(
         "shape": float(rates[0]),
         "color": float(rates[1]),
         "direction": float(rates[2]),
+        "color_direction": float(hits[:, 1:].all(axis=1).mean()),
         "joint": float(hits.all(axis=1).mean()),
         "count": float(len(videos)),
     }

@@ -59,3 +59,21 @@ def test_export_roundtrip(trained, tmp_path):
     labels = torch.tensor([0, 1])
     torch.testing.assert_close(net(x, t, class_labels=labels), ema(x, t, class_labels=labels))
     assert read_config(path)["backbone"]["class_path"] == "models.WindowedDiT"
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
+def test_other_subcommands(subcommand, trained, assets, tmp_path):  # noqa: F811
+    args = _tiny_overrides(TINY, assets, tmp_path)
+    args[0] = subcommand
+    args = [a for a in args if "fast_dev_run" not in a]
+    args += [f"--ckpt_path={trained['ckpt']}", "--trainer.limit_val_batches=1",
+             "--trainer.limit_test_batches=1", "--trainer.limit_predict_batches=1",
+             "--trainer.logger=false", "--trainer.callbacks=[]",
+             "--trainer.enable_checkpointing=false", "--model.init_args.num_sample_steps=2"]
+    cli = cli_main(args)
+    assert cli.trainer.state.finished
+    if subcommand == "predict":
+        out = cli.trainer.predict_loop.predictions[0]["video"]
+        assert out["pixels"].shape == (2, 3, 9, 16, 16) and len(out["key"]) == 2
+    else:
+        assert f"{'val' if subcommand == 'validate' else 'test'}/loss_video" in cli.trainer.callback_metrics

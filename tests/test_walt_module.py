@@ -183,3 +183,21 @@ def test_generate_shapes_and_frame_conditioning(tok):
     assert out.shape == (2, 3, FRAMES, SIZE, SIZE)
     with pytest.raises(ValueError, match="cond_mask"):
         module.generate(labels=torch.tensor([0, 1]), cond_pixels=cond, num_steps=2)
+
+
+def test_sample_logger_writes_media_with_offline_wandb(tok, tmp_path):
+    from lightning.pytorch.loggers import WandbLogger
+
+    from walt.lightning import SampleLogger
+
+    logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="walt-test")
+    module = tiny_module(tok)
+    trainer = pl.Trainer(
+        max_steps=2, accelerator="cpu", logger=logger, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        callbacks=[SampleLogger(every_n_steps=2, num_samples=2, num_steps=2)],
+    )
+    trainer.fit(module, repeat_loader({"video": clip_stream()}, 2))
+    written = sorted(p.name for p in tmp_path.rglob("step_0000002/*"))
+    assert written == ["contact_sheet.png", "sample_00.gif", "sample_00.mp4", "sample_01.gif",
+                       "sample_01.mp4"]

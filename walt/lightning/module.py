@@ -224,6 +224,12 @@ class WALTModule(LightningModule):
     # ---------------------------------------------------------------- validation
     def validation_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> None:
         """EMA loss at fixed timesteps and noise, so validation numbers are comparable."""
+        self._eval_loss(batch, batch_idx, "val")
+
+    def test_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> None:
+        self._eval_loss(batch, batch_idx, "test")
+
+    def _eval_loss(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int, split: str) -> None:
         gen = torch.Generator().manual_seed(self.seed + batch_idx)
         for name, stream in batch.items():
             stream = self._with_text(stream)
@@ -235,7 +241,25 @@ class WALTModule(LightningModule):
             z_t = self.diffusion.q_sample(z0, t, noise)
             pred = self.ema.module(z_t, t.float(), **conds.model_kwargs())
             loss = self.diffusion.loss(pred, z0, noise, t, mask=conds.loss_mask)
-            self.log(f"val/loss_{name}", loss, batch_size=b, sync_dist=True)
+            self.log(f"{split}/loss_{name}", loss, batch_size=b, sync_dist=True)
+
+    def predict_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> dict:
+        """Generate one clip per sample, for its label and caption (``train.py predict``)."""
+        out: dict[str, Any] = {}
+        for name, stream in batch.items():
+            stream = self._with_text(stream)
+            inputs = BackboneInputs.of(self.backbone)
+            b = len(stream["key"])
+            pixels = self.generate(
+                labels=stream["label"].clamp_min(0) if inputs.labels else None,
+                text_emb=stream.get("text_emb") if inputs.text else None,
+                text_mask=stream.get("text_mask") if inputs.text else None,
+                num_samples=b,
+                num_frames=1 if name == "image" else self.num_frames,
+                generator=torch.Generator(device=self.device).manual_seed(self.seed + batch_idx),
+            )
+            out[name] = {"pixels": pixels.cpu(), "key": stream["key"]}
+        return out
 
     # ---------------------------------------------------------------- generation
     @torch.no_grad()
