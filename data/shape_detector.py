@@ -148,30 +148,36 @@ def score_samples(
     videos: torch.Tensor | Sequence[torch.Tensor | np.ndarray], class_names: Sequence[str]
 ) -> dict[str, float]:
     """Fraction of clips whose shape, colour, direction (all three: ``joint``; colour and
-    direction together: ``color_direction``) match their class.
+    direction together: ``color_direction``) match their class, and fraction in which the
+    detector finds a moving object at all (``moving_object``).
 
     Args:
         videos: ``(B, 3, T, H, W)`` in [-1, 1] (or a sequence of ``(3, T, H, W)`` clips).
         class_names: the requested class of each clip, e.g. "red circle moving left".
 
     Returns:
-        ``{"shape", "color", "direction", "color_direction", "joint"}`` accuracies and
-        ``"count"``.
+        ``{"shape", "color", "direction", "color_direction", "joint", "moving_object"}``
+        rates and ``"count"``.
     """
     if len(videos) != len(class_names):
         raise ValueError(f"{len(videos)} videos but {len(class_names)} class names")
     if len(videos) == 0:
         raise ValueError("no videos to score")
     hits = np.zeros((len(videos), 3), dtype=bool)
+    seen = np.zeros(len(videos), dtype=bool)
     for index, (video, name) in enumerate(zip(videos, class_names)):
         found = detect_shape(video)
-        hits[index] = np.array((found.shape, found.color, found.direction)) == parse_class_name(name)
+        found_all = (found.shape, found.color, found.direction)
+        hits[index] = np.array(found_all) == parse_class_name(name)
+        seen[index] = all(v is not None for v in found_all)
     rates = hits.mean(axis=0)
     return {
         "shape": float(rates[0]),
         "color": float(rates[1]),
         "direction": float(rates[2]),
         "color_direction": float(hits[:, 1:].all(axis=1).mean()),
+        # a single object with a known shape and colour that moves in one of the directions
+        "moving_object": float(seen.mean()),
         "joint": float(hits.all(axis=1).mean()),
         "count": float(len(videos)),
     }

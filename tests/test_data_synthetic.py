@@ -110,7 +110,7 @@ def test_detector_accuracy(decoded: tuple[torch.Tensor, list[str]], degrade: str
     assert scores["color"] == 1.0 and scores["direction"] == 1.0
     assert scores["shape"] >= (1.0 if degrade == "clean" else 0.95)
     assert scores["joint"] >= 0.95 and scores["count"] == 72
-    assert scores["color_direction"] >= scores["joint"]
+    assert scores["color_direction"] >= scores["joint"] and scores["moving_object"] == 1.0
 
 
 def test_detector_rejects_wrong_class_and_blank(decoded: tuple[torch.Tensor, list[str]]) -> None:
