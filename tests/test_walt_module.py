@@ -185,12 +185,17 @@ def test_generate_shapes_and_frame_conditioning(tok):
         module.generate(labels=torch.tensor([0, 1]), cond_pixels=cond, num_steps=2)
 
 
-def test_sample_logger_writes_media_with_offline_wandb(tok, tmp_path):
-    from lightning.pytorch.loggers import WandbLogger
+@pytest.mark.parametrize("kind", ["wandb", "tensorboard", "csv"])
+def test_sample_logger_writes_media(kind, tok, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
     from walt.lightning import SampleLogger
 
-    logger = WandbLogger(offline=True, save_dir=str(tmp_path), project="walt-test")
+    logger = {
+        "wandb": lambda: WandbLogger(offline=True, save_dir=str(tmp_path), project="walt-test"),
+        "tensorboard": lambda: TensorBoardLogger(save_dir=str(tmp_path)),
+        "csv": lambda: CSVLogger(save_dir=str(tmp_path)),
+    }[kind]()
     module = tiny_module(tok)
     trainer = pl.Trainer(
         max_steps=2, accelerator="cpu", logger=logger, enable_checkpointing=False,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
-from einops import rearrange
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
 
 from walt.media import contact_sheet, write_gif, write_mp4
 
@@ -64,11 +65,12 @@ class SampleLogger(Callback):
         pl_module.train(was_training)
         out = Path(trainer.log_dir or trainer.default_root_dir) / "samples" / f"step_{step:07d}"
         names = [f"class {int(v)}" for v in labels] if labels is not None else None
+        mp4s = []
         for i, video in enumerate(videos):
-            write_mp4(video, out / f"sample_{i:02d}.mp4", fps=self.fps)
+            mp4s.append(write_mp4(video, out / f"sample_{i:02d}.mp4", fps=self.fps))
             write_gif(video, out / f"sample_{i:02d}.gif", fps=self.fps, scale=2)
-        contact_sheet(videos, out / "contact_sheet.png", labels=names)
-        _log_videos(trainer, videos, step, self.fps)
+        sheet = contact_sheet(videos, out / "contact_sheet.png", labels=names)
+        _log_media(trainer, mp4s, sheet, step)
         return out
 
 
@@ -79,18 +81,21 @@ def _labels(pl_module: LightningModule, n: int) -> torch.Tensor | None:
     return torch.arange(n, device=pl_module.device) % num_classes
 
 
-def _log_videos(trainer: Trainer, videos: torch.Tensor, step: int, fps: float) -> None:
-    """Send (B, C, T, H, W) clips to the loggers that take videos; others only get files."""
-    frames = ((videos.clamp(-1, 1) + 1) * 127.5).to(torch.uint8)
+def _log_media(trainer: Trainer, videos: list[Path], sheet: Path, step: int) -> None:
+    """Send the written files to the loggers that take media: the mp4s to wandb, the contact
+    sheet to wandb and TensorBoard (which would need moviepy to encode videos itself)."""
     for logger in trainer.loggers:
         experiment = logger.experiment
-        if hasattr(experiment, "add_video"):  # TensorBoard wants (B, T, C, H, W)
-            clips = rearrange(frames, "b c t h w -> b t c h w")
-            experiment.add_video("samples", clips, step, fps=round(fps))
-        elif type(logger).__name__ == "WandbLogger":
+        if type(logger).__name__ == "WandbLogger":
             import wandb
 
-            clips = [
-                wandb.Video(rearrange(f, "c t h w -> t c h w").numpy(), fps=round(fps)) for f in frames
-            ]
-            logger.experiment.log({"samples": clips, "trainer/global_step": step})
+            experiment.log(
+                {
+                    "samples": [wandb.Video(str(p)) for p in videos],
+                    "samples_sheet": wandb.Image(str(sheet)),
+                    "trainer/global_step": step,
+                }
+            )
+        elif hasattr(experiment, "add_image"):  # TensorBoard
+            image = np.asarray(Image.open(sheet).convert("RGB"))
+            experiment.add_image("samples", image, step, dataformats="HWC")
