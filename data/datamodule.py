@@ -189,6 +189,8 @@ class WebVideoDataModule(pl.LightningDataModule):
         self.load_pixels, self.pin_memory = load_pixels, pin_memory
         self.rank_override, self.world_size_override = rank, world_size
         self.streams: dict[str, dict[str, WebVideoStream]] = {"train": {}, "val": {}}
+        self._train_loaders: dict[str, EpochLoader] = {}
+        self._resume_passes: dict[str, int] = {}
 
     def setup(self, stage: str | None = None) -> None:
         """Expand and check every shard pattern (missing files fail here, before training)."""
@@ -203,10 +205,25 @@ class WebVideoDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> CombinedLoader:
         """``{"video": loader, "image": loader}`` (configured keys only), ``max_size_cycle``."""
         streams = self._require("train")
-        return CombinedLoader(
-            {name: self._loader(stream, require_batches=True) for name, stream in streams.items()},
-            mode="max_size_cycle",
-        )
+        self._train_loaders = {
+            name: self._loader(stream, require_batches=True) for name, stream in streams.items()
+        }
+        for name, passes in self._resume_passes.items():
+            if name in self._train_loaders:
+                self._train_loaders[name].set_epoch(passes)
+        return CombinedLoader(self._train_loaders, mode="max_size_cycle")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Passes each training stream has started, saved in Lightning checkpoints.
+
+        A resumed run continues the seed-determined shuffle sequence with the next pass instead
+        of replaying pass 0 (a webdataset stream cannot restart mid-pass at the same sample).
+        """
+        passes = {name: loader.next_epoch for name, loader in self._train_loaders.items()}
+        return {"train_passes": passes or dict(self._resume_passes)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_passes = {k: int(v) for k, v in state_dict.get("train_passes", {}).items()}
 
     def val_dataloader(self) -> DataLoader | list:
         """Batches ``{"video": batch}`` then ``{"image": batch}``, each sample once.

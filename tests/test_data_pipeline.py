@@ -270,3 +270,27 @@ def test_truncated_shard_file_is_counted_not_fatal(tmp_path: Path) -> None:
         batches = list(module.val_dataloader())
     keys = [k for b in batches for k in b["image"]["key"]]
     assert 1 <= len(keys) < 6 and sum(count_skipped(b) for b in batches) >= 1
+
+
+def test_resumed_datamodule_continues_the_shuffle_sequence(tmp_path: Path) -> None:
+    pattern = _image_shards(tmp_path, shards=4, per_shard=6)
+
+    def fresh() -> WebVideoDataModule:
+        module = WebVideoDataModule(train_images=pattern, size=8, batch_size=4, num_workers=0)
+        module.setup("fit")
+        return module
+
+    def one_pass(loader) -> list[str]:
+        return [k for batch, _, _ in loader for k in batch["image"]["key"]]
+
+    straight = fresh()
+    loader = straight.train_dataloader()
+    passes = [one_pass(loader) for _ in range(3)]
+    first = fresh()
+    loader = first.train_dataloader()
+    one_pass(loader), one_pass(loader)
+    state = first.state_dict()
+    assert state == {"train_passes": {"image": 2}}
+    resumed = fresh()
+    resumed.load_state_dict(state)
+    assert one_pass(resumed.train_dataloader()) == passes[2] != passes[0]
