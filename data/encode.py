@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
 import torch
+from einops import rearrange
 
 from data.decode import _stream_fps, _video_stream, frame_to_rgb, ordered_frames
 from data.transforms import frames_to_pixels
@@ -50,6 +52,24 @@ def encode_video(
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
     return buffer.getvalue()
+
+
+def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """One clip ``(3, T, H, W)`` in [-1, 1] -> ``(T, H, W, 3)`` uint8."""
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise ValueError(f"expected a (3, T, H, W) video, got shape {tuple(video.shape)}")
+    frames = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return rearrange(frames, "c t h w -> t h w c").cpu().numpy()
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, *, fps: float = 8.0) -> Path:
+    """Write ``(T, H, W, 3)`` uint8 frames as an MP4 file; odd sides are edge-padded to even."""
+    _, h, w, _ = frames.shape
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_video(frames, fps=fps))
+    return path
 
 
 def reencode_video(data: bytes, *, size: int, fps: float) -> bytes:

@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from data.encode import write_mp4
 from tokenizer import CausalVAE, load_tokenizer, save_tokenizer
 from tokenizer.evaluate import evaluate
 from tokenizer.latent_stats import compute_latent_stats
 from tokenizer.loading import store_latent_stats
-from tokenizer.media import write_mp4
 
 
 def tiny() -> CausalVAE:

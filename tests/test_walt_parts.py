@@ -8,7 +8,7 @@ import torch
 
 from walt.lightning.conditioning import BackboneInputs, ConditionConfig, build_conditions
 from walt.lightning.lr import WarmupCosineLR
-from walt.media import contact_sheet, loss_curve, write_gif, write_mp4
+from walt.media import contact_sheet, loss_curve, write_gif, write_mp4_clip
 
 NO_FRAMES = BackboneInputs(labels=True, extra=1)
 FRAMES = BackboneInputs(labels=True, frames=True)
@@ -95,7 +95,7 @@ def test_warmup_cosine_shape(warmup, total):
 
 def test_media_writers_roundtrip(tmp_path):
     video = torch.linspace(-1, 1, 3 * 5 * 10 * 14).reshape(3, 5, 10, 14)
-    mp4 = write_mp4(video, tmp_path / "a.mp4", fps=8)
+    mp4 = write_mp4_clip(video, tmp_path / "a.mp4", fps=8)
     with av.open(str(mp4)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == 5 and frames[0].shape == (10, 14, 3)
@@ -105,7 +105,7 @@ def test_media_writers_roundtrip(tmp_path):
     sheet = contact_sheet(video[None].repeat(2, 1, 1, 1, 1), tmp_path / "s.png", labels=["a", "b"])
     assert sheet.stat().st_size > 0
     with pytest.raises(ValueError, match="expected a"):
-        write_mp4(video[0], tmp_path / "bad.mp4")
+        write_mp4_clip(video[0], tmp_path / "bad.mp4")
 
 
 def test_loss_curve(tmp_path):

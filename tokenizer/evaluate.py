@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
+from data.encode import write_mp4
 from tokenizer.clips import iter_clips
 from tokenizer.loading import load_tokenizer
-from tokenizer.media import side_by_side, write_mp4
+from tokenizer.media import side_by_side
 from tokenizer.metrics import psnr, ssim
 from tokenizer.vae import CausalVAE
 

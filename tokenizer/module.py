@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from data.encode import write_mp4
 from tokenizer.discriminator import Discriminator3d
 from tokenizer.ema import ema_decay_at, update_ema
 from tokenizer.loading import save_tokenizer
@@ -26,7 +27,7 @@ from tokenizer.losses import (
     hinge_d_loss,
     reconstruction_loss,
 )
-from tokenizer.media import log_to_logger, side_by_side, write_mp4
+from tokenizer.media import log_to_logger, side_by_side
 from tokenizer.metrics import psnr, ssim
 from tokenizer.perceptual import PerceptualLoss
 from tokenizer.vae import CausalVAE

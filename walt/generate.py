@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from walt.lightning import WALTModule
-from walt.media import contact_sheet, write_gif, write_mp4
+from walt.media import contact_sheet, write_gif, write_mp4_clip
 
 
 def load_module(ckpt: str | Path, *, device: str = "cpu") -> WALTModule:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> Path:
     names = json.loads(Path(args.class_names).read_text()) if args.class_names else None
     captions = [names[v] if names else f"class {v}" for v in labels] if labels else None
     for i, video in enumerate(pixels):
-        write_mp4(video, out / f"sample_{i:03d}.mp4", fps=args.fps)
+        write_mp4_clip(video, out / f"sample_{i:03d}.mp4", fps=args.fps)
         write_gif(video, out / f"sample_{i:03d}.gif", fps=args.fps, scale=2)
     contact_sheet(pixels, out / "contact_sheet.png", labels=captions)
     torch.save({"pixels": pixels, "labels": labels}, out / "samples.pt")

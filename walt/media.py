@@ -13,29 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange
 from PIL import Image, ImageDraw
 
-from data.encode import encode_video
+from data.encode import to_uint8_frames, write_mp4
 
 
-def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
-    """(C, T, H, W) in [-1, 1] -> (T, H, W, C) uint8."""
-    if video.ndim != 4 or video.shape[0] != 3:
-        raise ValueError(f"expected a (3, T, H, W) video, got shape {tuple(video.shape)}")
-    frames = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return rearrange(frames, "c t h w -> t h w c").cpu().numpy()
-
-
-def write_mp4(video: torch.Tensor, path: str | Path, *, fps: float = 8.0) -> Path:
-    """Encode one (3, T, H, W) clip as MP4 (odd sizes are edge-padded to even for yuv420p)."""
-    frames = to_uint8_frames(video)
-    _, h, w, _ = frames.shape
-    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_video(frames, fps=fps))
-    return path
+def write_mp4_clip(video: torch.Tensor, path: str | Path, *, fps: float = 8.0) -> Path:
+    """Encode one (3, T, H, W) clip in [-1, 1] as MP4."""
+    return write_mp4(to_uint8_frames(video), path, fps=fps)
 
 
 def write_gif(video: torch.Tensor, path: str | Path, *, fps: float = 8.0, scale: int = 1) -> Path:

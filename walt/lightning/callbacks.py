@@ -10,7 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
-from walt.media import contact_sheet, write_gif, write_mp4
+from walt.media import contact_sheet, write_gif, write_mp4_clip
 
 
 class SampleLogger(Callback):
@@ -67,7 +67,7 @@ class SampleLogger(Callback):
         names = [f"class {int(v)}" for v in labels] if labels is not None else None
         mp4s = []
         for i, video in enumerate(videos):
-            mp4s.append(write_mp4(video, out / f"sample_{i:02d}.mp4", fps=self.fps))
+            mp4s.append(write_mp4_clip(video, out / f"sample_{i:02d}.mp4", fps=self.fps))
             write_gif(video, out / f"sample_{i:02d}.gif", fps=self.fps, scale=2)
         sheet = contact_sheet(videos, out / "contact_sheet.png", labels=names)
         _log_media(trainer, mp4s, sheet, step)
