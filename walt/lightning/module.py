@@ -316,7 +316,10 @@ class WALTModule(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_epoch_start(self) -> None:
-        self.codec.eval()  # the tokenizer stays frozen and in eval mode
+        # The frozen tokenizer and text encoder stay in eval mode while the backbone trains.
+        self.codec.eval()
+        if self.text_encoder is not None:
+            self.text_encoder.eval()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen tokenizer and text encoder are reloaded from their own files; keep
