@@ -125,7 +125,25 @@ def _flatten_bias(bias: Tensor, lead: torch.Size) -> Tensor:
     return full.reshape(-1, *bias.shape[-3:])
 
 
-class SelfAttention(nn.Module):
+class _MultiHead(nn.Module):
+    """What both attention layers share: head split, optional QK-norm, kernel choice, output
+    projection. Subclasses add their input projections."""
+
+    def __init__(
+        self, *, dim: int, num_heads: int, qk_norm: bool, attn_backend: AttnBackend | None
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} does not divide by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.backend: AttnBackend = attn_backend or default_attn_backend()
+        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+
+
+class SelfAttention(_MultiHead):
     """Multi-head self-attention with QK-norm over pre-grouped windows.
 
     QK-norm (LayerNorm on each head's queries and keys) keeps attention logits bounded, which
@@ -146,16 +164,8 @@ class SelfAttention(nn.Module):
         qk_norm: LayerNorm queries and keys per head.
         attn_backend: kernel override; ``None`` = :func:`default_attn_backend`.
         """
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim={dim} does not divide by num_heads={num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.backend: AttnBackend = attn_backend or default_attn_backend()
+        super().__init__(dim=dim, num_heads=num_heads, qk_norm=qk_norm, attn_backend=attn_backend)
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
         """``x``: ``(..., N, D)`` windows; ``bias`` broadcastable to ``(..., heads, N, N)``."""
@@ -167,7 +177,7 @@ class SelfAttention(nn.Module):
         return self.proj(rearrange(out, "... h n d -> ... n (h d)"))  # (..., N, D)
 
 
-class WindowCrossAttention(nn.Module):
+class WindowCrossAttention(_MultiHead):
     """Cross-attention whose keys/values are ``concat(the window's own tokens, the text tokens)``.
 
     This is W.A.L.T's window-restricted cross-attention (Gupta et al. 2023, Sec. 4.3): each spatial
@@ -189,17 +199,9 @@ class WindowCrossAttention(nn.Module):
         qk_norm: LayerNorm queries and keys per head.
         attn_backend: kernel override; ``None`` = :func:`default_attn_backend`.
         """
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim={dim} does not divide by num_heads={num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.backend: AttnBackend = attn_backend or default_attn_backend()
+        super().__init__(dim=dim, num_heads=num_heads, qk_norm=qk_norm, attn_backend=attn_backend)
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
-        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.proj = nn.Linear(dim, dim)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
