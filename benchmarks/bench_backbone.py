@@ -232,6 +232,12 @@ def main() -> None:
         default=_grids("5x16x32,5x32x32"),
         help="extra grids for the scaling table (walt, walt-sw16, cogvideox)",
     )
+    parser.add_argument(
+        "--models",
+        default="walt,latte,cogvideox",
+        help="comma-separated models for the step comparison (walt, walt-sw16, walt-text, latte, "
+        "latte-2x, cogvideox)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--depth", type=int, default=4)
@@ -259,7 +265,7 @@ def main() -> None:
         flush=True,
     )
 
-    models = ["walt", "latte", "cogvideox"]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
     models += ["walt-text"] if args.with_text else []
     models += ["latte-2x"] if args.latte_pairs_per_block else []
     results = [measure(m, g, cfg) for g in args.grids for m in models]

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from models.bias_grad_attention import bias_grad_attention
+
 AttnBackend = Literal["sdpa", "xformers", "reference"]
 ATTN_BACKENDS: tuple[str, ...] = ("sdpa", "xformers", "reference")
 ENV_VAR = "WALT_ATTN_BACKEND"
@@ -64,7 +66,22 @@ def _sdpa_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Ten
     """4-D ``(b, heads, N, d)`` inputs, 4-D bias."""
     if bias is not None:
         bias = bias.to(q.dtype)
+        if _needs_bias_grad_kernel(q, bias):
+            return bias_grad_attention(q, k, v, bias)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+def _needs_bias_grad_kernel(q: Tensor, bias: Tensor) -> bool:
+    """CPU SDPA has no fused kernel for a bias that needs a gradient (its math path is ~2x
+    slower and stores every probability); CUDA's memory-efficient kernel handles it, and under
+    ``torch.compile`` Inductor picks its own kernel."""
+    return (
+        q.device.type == "cpu"
+        and bias.requires_grad
+        and torch.is_grad_enabled()
+        and bias.ndim == 4
+        and not torch.compiler.is_compiling()
+    )
 
 
 def _xformers_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:

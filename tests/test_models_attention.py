@@ -182,3 +182,42 @@ def test_spatial_block_with_text_compiles_fullgraph_on_cpu() -> None:
     text, mask = torch.randn(1, 3, 32), torch.tensor([[True, True, False]])
     compiled = torch.compile(block, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(x, c, shared, text, mask), block(x, c, shared, text, mask))
+
+
+@pytest.mark.parametrize(
+    "bias_shape", [(1, 3, 16, 23), (4, 3, 16, 23), (4, 1, 16, 23), (1, 1, 16, 23)]
+)
+@pytest.mark.parametrize("chunk", [None, 16 * 23])  # whole heads per chunk, or one head
+def test_sdpa_learnable_bias_gradients_match_reference(bias_shape, chunk, monkeypatch) -> None:
+    """On CPU a bias that needs a gradient takes the fused-forward / chunked-backward kernel."""
+    import models.bias_grad_attention as bga
+
+    if chunk is not None:
+        monkeypatch.setattr(bga, "CHUNK_ELEMENTS", chunk)
+    calls = []
+    monkeypatch.setattr(
+        bga.BiasGradAttention, "apply", _counting(bga.BiasGradAttention.apply, calls)
+    )
+    torch.manual_seed(0)
+    q = torch.randn(4, 3, 16, 8)
+    k, v = torch.randn(4, 3, 23, 8), torch.randn(4, 3, 23, 8)
+    base = _random_bias(bias_shape, 0.4)
+    grads = []
+    for backend in ("reference", "sdpa"):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v, base)]
+        out = attention(*leaves, backend=backend)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append([out.detach()] + [t.grad for t in leaves])
+    assert calls, "the CPU bias-gradient kernel was not used"
+    for name, ref, got in zip(("out", "dq", "dk", "dv", "dbias"), grads[0], grads[1]):
+        finite = torch.isfinite(ref)
+        assert torch.equal(finite, torch.isfinite(got)), name
+        torch.testing.assert_close(got[finite], ref[finite], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def _counting(fn, calls):
+    def wrapped(*args):
+        calls.append(1)
+        return fn(*args)
+
+    return wrapped
