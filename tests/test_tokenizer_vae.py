@@ -82,9 +82,9 @@ def test_decoding_is_causal(j):
     torch.testing.assert_close(prefix, full[:, :, : 1 + 4 * j], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 3])
-def test_streaming_equals_one_shot(chunk):
-    vae = tiny(stream_chunk=chunk)
+@pytest.mark.parametrize(("chunk", "frames"), [(1, 1), (2, 1), (3, 1), (2, 3), (1, 0)])
+def test_streaming_equals_one_shot(chunk, frames):
+    vae = tiny(stream_chunk=chunk, stream_frames=frames)
     x = clip(21)
     with torch.no_grad():
         z = vae.encode(x, stream=False)
@@ -189,3 +189,37 @@ def test_normalize_uses_stored_stats():
     torch.testing.assert_close(vae.denormalize(n), z)
     with pytest.raises(ValueError, match="positive"):
         vae.set_latent_stats([0.0, 0.0], [1.0, 0.0])
+
+
+def test_inference_path_equals_autograd_path():
+    """Without autograd the norms and activations run in place; the result must not change."""
+    vae = tiny()
+    x = clip(9)
+    with torch.no_grad():
+        z_inf = vae.encode(x, stream=False)
+        y_inf = vae.decode(z_inf, stream=False)
+    z_grad = vae.encode(x, stream=False)
+    y_grad = vae.decode(z_grad, stream=False)
+    assert z_grad.requires_grad and y_grad.requires_grad
+    torch.testing.assert_close(z_inf, z_grad.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(y_inf, y_grad.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_stream_cache_holds_only_the_frames_it_needs():
+    """A chunk's cache must not keep the whole padded chunk alive (a slice view would)."""
+    conv = CausalConv3d(in_channels=2, out_channels=2, kernel_size=3)
+    _, cache = conv(torch.randn(1, 2, 8, 4, 4))
+    assert cache.shape[2] == 2
+    assert cache.untyped_storage().nbytes() == cache.numel() * cache.element_size()
+
+
+def test_large_weight_conv_in_groups_equals_one_call(monkeypatch):
+    import tokenizer.causal_conv as cc
+
+    conv = CausalConv3d(in_channels=4, out_channels=10, kernel_size=3)
+    x = torch.randn(1, 4, 5, 6, 6)
+    with torch.no_grad():
+        whole, _ = conv(x)
+        monkeypatch.setattr(cc, "SPLIT_WEIGHT_BYTES", conv.conv.weight.numel())  # -> 4 groups
+        grouped, _ = conv(x)
+    torch.testing.assert_close(grouped, whole, atol=1e-6, rtol=1e-6)

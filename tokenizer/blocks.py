@@ -1,10 +1,14 @@
 """Building blocks of the causal VAE: residual blocks, strided-conv down, depth-to-space up.
 
 Every block's ``forward(x, cache)`` returns ``(out, cache)`` where ``cache`` is a dict of its
-causal convolutions' caches (``None`` at the start of a clip), so whole networks stream.
+causal convolutions' caches (``None`` at the start of a clip), so whole networks stream. The
+cache passed in is consumed (its entries are popped as layers use them): pass the returned one
+to the next chunk.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from einops import rearrange
@@ -15,11 +19,53 @@ from tokenizer.causal_conv import CausalConv3d
 from tokenizer.norm import FrameGroupNorm
 
 Cache = dict | None
+# One step of a network: (features, its cache or None) -> (features, its new cache or None).
+Step = Callable[[torch.Tensor, Cache], tuple[torch.Tensor, object]]
 
 
-def sub(cache: Cache, key: str):
-    """The child cache ``key`` of ``cache`` (``None`` at the start of a clip)."""
-    return None if cache is None else cache[key]
+def take(cache: Cache, key: str):
+    """Remove and return the child cache ``key`` of ``cache`` (``None`` at the start of a clip).
+
+    Taking (not reading) lets each layer's previous cache be freed as soon as the layer has
+    used it, so a streaming step never holds the old and the new caches of the whole network
+    at once (that doubled the peak memory of chunked decoding).
+    """
+    return None if cache is None else cache.pop(key)
+
+
+def run_steps(steps: list[tuple[str, Step]], h: torch.Tensor, cache: Cache, new: dict):
+    """Apply ``steps`` in order, taking each one's cache from ``cache`` and storing the new
+    one in ``new`` under the same key."""
+    for key, step in steps:
+        h, new[key] = step(h, take(cache, key))
+    return h
+
+
+def run_framewise(
+    make_steps: Callable[[slice], list[tuple[str, Step]]],
+    h: torch.Tensor,
+    cache: Cache,
+    new: dict,
+    frame_chunk: int | None,
+) -> torch.Tensor:
+    """Run steps that keep the frame rate over ``h`` (B, C, T, H, W) ``frame_chunk`` frames
+    at a time (all at once for ``None``), carrying their caches from piece to piece.
+
+    Causal convolutions with explicit caches make this exact, and it bounds the full-resolution
+    activations of a streaming chunk to ``frame_chunk`` frames. ``make_steps(frames)`` builds
+    the steps for the given frame range (the decoder slices its latent conditioning with it).
+    """
+    total = h.shape[2]
+    if not frame_chunk or total <= frame_chunk:
+        return run_steps(make_steps(slice(0, total)), h, cache, new)
+    outs = []
+    for f0 in range(0, total, frame_chunk):
+        frames = slice(f0, min(f0 + frame_chunk, total))
+        part: dict = {}
+        outs.append(run_steps(make_steps(frames), h[:, :, frames], cache, part))
+        cache = part
+    new.update(cache)
+    return torch.cat(outs, dim=2)
 
 
 class ResBlock(nn.Module):
@@ -51,9 +97,13 @@ class ResBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, cache: Cache = None) -> tuple[torch.Tensor, dict]:
-        h, c1 = self.conv1(F.silu(self.norm1(x)), sub(cache, "conv1"))
-        h, c2 = self.conv2(F.silu(self.norm2(h)), sub(cache, "conv2"))
-        return self.skip(x) + h, {"conv1": c1, "conv2": c2}
+        # Without autograd the activations run in place on the fresh norm outputs, and the
+        # residual is added into the conv output: fewer full-size temporaries when streaming.
+        inplace = not torch.is_grad_enabled()
+        h, c1 = self.conv1(F.silu(self.norm1(x), inplace=inplace), take(cache, "conv1"))
+        h, c2 = self.conv2(F.silu(self.norm2(h), inplace=inplace), take(cache, "conv2"))
+        out = h.add_(self.skip(x)) if inplace else self.skip(x) + h
+        return out, {"conv1": c1, "conv2": c2}
 
 
 class Downsample(nn.Module):
@@ -77,7 +127,7 @@ class Downsample(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, cache: Cache = None) -> tuple[torch.Tensor, dict]:
-        out, c = self.conv(x, sub(cache, "conv"))
+        out, c = self.conv(x, take(cache, "conv"))
         return out, {"conv": c}
 
 
@@ -105,7 +155,7 @@ class Upsample(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, cache: Cache = None) -> tuple[torch.Tensor, dict]:
-        h, c = self.conv(x, sub(cache, "conv"))
+        h, c = self.conv(x, take(cache, "conv"))
         # (B, C*st*2*2, T, H, W) -> (B, C, T*st, 2H, 2W)
         h = rearrange(h, "b (c st sh sw) t h w -> b c (t st) (h sh) (w sw)", st=self.st, sh=2, sw=2)
         if cache is None and self.st > 1:

@@ -13,9 +13,14 @@ gives the same frames as processing it at once. Nothing is stored on the module.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 PAD_MODES = ("replicate", "zeros")
+# Without autograd, convolutions whose weight is larger than this run in output-channel groups:
+# the CPU kernel re-lays out the whole weight per call, a transient as large as the weight
+# (108 MiB for the `walt` preset's first depth-to-space conv) that sets streaming's peak memory.
+SPLIT_WEIGHT_BYTES = 32 * 2**20
 
 
 class CausalConv3d(nn.Module):
@@ -81,13 +86,33 @@ class CausalConv3d(nn.Module):
         length = padded.shape[2]
         n_out = (length - k_t) // s_t + 1 if length >= k_t else 0
         if n_out > 0:
-            out = self.conv(padded[:, :, : (n_out - 1) * s_t + k_t])
+            out = self._conv(padded[:, :, : (n_out - 1) * s_t + k_t])
         else:
             out = self._empty_out(x)
         # Keep every frame a future output window still needs (the tail from the next window's
-        # start); for stride 1 this is the last k_t - 1 frames.
-        new_cache = padded[:, :, n_out * s_t :]
+        # start); for stride 1 this is the last k_t - 1 frames. Cloned: a slice would keep the
+        # whole padded chunk alive between chunks (3x the cache memory for 4-frame chunks).
+        new_cache = padded[:, :, n_out * s_t :].clone()
         return out, new_cache
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.conv.weight, self.conv.bias
+        size = weight.numel() * weight.element_size()
+        if torch.is_grad_enabled() or size <= SPLIT_WEIGHT_BYTES:
+            return self.conv(x)
+        groups = -(-size // SPLIT_WEIGHT_BYTES)
+        step = -(-weight.shape[0] // groups)
+        parts = [
+            F.conv3d(
+                x,
+                weight[o : o + step],
+                None if bias is None else bias[o : o + step],
+                stride=self.conv.stride,
+                padding=self.conv.padding,
+            )
+            for o in range(0, weight.shape[0], step)
+        ]
+        return torch.cat(parts, dim=1)
 
     def _empty_out(self, x: torch.Tensor) -> torch.Tensor:
         b, _, _, h, w = x.shape

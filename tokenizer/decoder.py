@@ -7,14 +7,16 @@ resolution level (MAGVIT-v2, Sec. 3.2).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tokenizer.blocks import Cache, ResBlock, Upsample, sub
+from tokenizer.blocks import Cache, ResBlock, Step, Upsample, run_framewise, take
 from tokenizer.causal_conv import CausalConv3d
 from tokenizer.encoder import temporal_flags
-from tokenizer.norm import AdaptiveGroupNorm, FrameGroupNorm
+from tokenizer.norm import AdaptiveGroupNorm, FrameGroupNorm, align_time
 
 
 class Decoder(nn.Module):
@@ -69,19 +71,49 @@ class Decoder(nn.Module):
             self.levels.append(level)
         self.norm_out = FrameGroupNorm(channels=ch, groups=groups)
         self.conv_out = CausalConv3d(in_channels=ch, out_channels=out_channels, pad_mode=pad_mode)
+        # levels from here on keep the frame rate (after the last temporal upsample)
+        temporal_levels = [
+            li for li, i in enumerate(reversed(range(len(flags) + 1))) if i > 0 and flags[i - 1]
+        ]
+        self.full_rate_from = max(temporal_levels) + 1 if temporal_levels else 0
 
-    def forward(self, z: torch.Tensor, cache: Cache = None) -> tuple[torch.Tensor, dict]:
-        """Return ``(pixels, cache)``; ``cache=None`` marks the start of a clip."""
+    def _level_steps(self, levels: range, z: torch.Tensor, first: bool) -> list[tuple[str, Step]]:
+        steps: list[tuple[str, Step]] = []
+        for i in levels:
+            level = self.levels[i]
+            steps.append((f"l{i}norm", partial(_adanorm_step, level["adanorm"], z, first)))
+            steps += [(f"l{i}b{j}", block) for j, block in enumerate(level["blocks"])]
+            if "up" in level:
+                steps.append((f"l{i}up", level["up"]))
+        return steps
+
+    def _out_step(self, h: torch.Tensor, cache: Cache) -> tuple[torch.Tensor, object]:
+        return self.conv_out(F.silu(self.norm_out(h), inplace=not torch.is_grad_enabled()), cache)
+
+    def forward(
+        self, z: torch.Tensor, cache: Cache = None, *, frame_chunk: int | None = None
+    ) -> tuple[torch.Tensor, dict]:
+        """Return ``(pixels, cache)``; ``cache=None`` marks the start of a clip.
+
+        ``frame_chunk`` runs the levels after the last temporal upsample that many frames at a
+        time (streaming uses 1; the result is the same).
+        """
         first = cache is None
         new: dict = {}
-        h, new["conv_in"] = self.conv_in(z, sub(cache, "conv_in"))
-        h, new["mid"] = self.mid(h, sub(cache, "mid"))
-        for i, level in enumerate(self.levels):
-            h = level["adanorm"](h, z, first=first)
-            for j, block in enumerate(level["blocks"]):
-                key = f"l{i}b{j}"
-                h, new[key] = block(h, sub(cache, key))
-            if "up" in level:
-                h, new[f"l{i}up"] = level["up"](h, sub(cache, f"l{i}up"))
-        out, new["conv_out"] = self.conv_out(F.silu(self.norm_out(h)), sub(cache, "conv_out"))
-        return out, new
+        h, new["conv_in"] = self.conv_in(z, take(cache, "conv_in"))
+        h, new["mid"] = self.mid(h, take(cache, "mid"))
+        for key, step in self._level_steps(range(self.full_rate_from), z, first):
+            h, new[key] = step(h, take(cache, key))
+        zt = align_time(z, frames=h.shape[2], first=first)  # (B, c, T, h, w): a latent per frame
+        tail = range(self.full_rate_from, len(self.levels))
+
+        def make_steps(frames: slice) -> list[tuple[str, Step]]:
+            return self._level_steps(tail, zt[:, :, frames], False) + [("conv_out", self._out_step)]
+
+        return run_framewise(make_steps, h, cache, new, frame_chunk), new
+
+
+def _adanorm_step(
+    norm: AdaptiveGroupNorm, z: torch.Tensor, first: bool, h: torch.Tensor, cache: Cache
+) -> tuple[torch.Tensor, None]:
+    return norm(h, z, first=first), None

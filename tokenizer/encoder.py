@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tokenizer.blocks import Cache, Downsample, ResBlock, sub
+from tokenizer.blocks import Cache, Downsample, ResBlock, Step, run_framewise, run_steps
 from tokenizer.causal_conv import CausalConv3d
 from tokenizer.norm import FrameGroupNorm
 
@@ -63,6 +63,7 @@ class Encoder(nn.Module):
     ) -> None:
         super().__init__()
         flags = temporal_flags(len(channel_mults), temporal_compression)
+        self.first_temporal_level = flags.index(True) if True in flags else len(flags)
         ch = base_channels * channel_mults[0]
         self.conv_in = CausalConv3d(in_channels=in_channels, out_channels=ch, pad_mode=pad_mode)
         self.levels = nn.ModuleList()
@@ -87,15 +88,30 @@ class Encoder(nn.Module):
         with torch.no_grad():
             self.conv_out.bias[latent_channels:].fill_(logvar_init)
 
-    def forward(self, x: torch.Tensor, cache: Cache = None) -> tuple[torch.Tensor, dict]:
-        """Return ``(moments, cache)``; ``moments`` is (B, 2c, t, h, w) = [mean, logvar]."""
-        new: dict = {}
-        h, new["conv_in"] = self.conv_in(x, sub(cache, "conv_in"))
+    def steps(self) -> tuple[list[tuple[str, Step]], list[tuple[str, Step]]]:
+        """The network before the final norm as ``(full frame rate steps, the rest)``."""
+        steps: list[tuple[str, Step]] = [("conv_in", self.conv_in)]
+        split = None
         for i, level in enumerate(self.levels):
-            for j, block in enumerate(level["blocks"]):
-                key = f"l{i}b{j}"
-                h, new[key] = block(h, sub(cache, key))
+            steps += [(f"l{i}b{j}", block) for j, block in enumerate(level["blocks"])]
+            if i == self.first_temporal_level:
+                split = len(steps)
             if "down" in level:
-                h, new[f"l{i}down"] = level["down"](h, sub(cache, f"l{i}down"))
-        h, new["mid"] = self.mid(h, sub(cache, "mid"))
+                steps.append((f"l{i}down", level["down"]))
+        steps.append(("mid", self.mid))
+        split = len(steps) if split is None else split
+        return steps[:split], steps[split:]
+
+    def forward(
+        self, x: torch.Tensor, cache: Cache = None, *, frame_chunk: int | None = None
+    ) -> tuple[torch.Tensor, dict]:
+        """Return ``(moments, cache)``; ``moments`` is (B, 2c, t, h, w) = [mean, logvar].
+
+        ``frame_chunk`` runs the levels before the first temporal downsample that many frames
+        at a time (streaming uses 1; the result is the same).
+        """
+        new: dict = {}
+        full_rate, rest = self.steps()
+        h = run_framewise(lambda frames: full_rate, x, cache, new, frame_chunk)
+        h = run_steps(rest, h, cache, new)
         return self.conv_out(F.silu(self.norm_out(h))), new

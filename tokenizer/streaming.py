@@ -16,13 +16,16 @@ from collections.abc import Callable
 
 import torch
 
-Net = Callable[[torch.Tensor, dict | None], tuple[torch.Tensor, dict]]
+Net = Callable[..., tuple[torch.Tensor, dict]]  # net(x, cache, *, frame_chunk) -> (out, cache)
 
 
-def encode_chunks(net: Net, x: torch.Tensor, *, temporal: int, chunk: int) -> torch.Tensor:
+def encode_chunks(
+    net: Net, x: torch.Tensor, *, temporal: int, chunk: int, frame_chunk: int | None = None
+) -> torch.Tensor:
     """Run encoder ``net`` over pixels (B, C, T, H, W), ``chunk`` latent frames at a time.
 
-    The first chunk holds ``1 + temporal (chunk - 1)`` frames, later ones ``temporal * chunk``.
+    The first chunk holds ``1 + temporal (chunk - 1)`` frames, later ones ``temporal * chunk``;
+    ``frame_chunk`` is passed on (full-frame-rate levels run that many frames at a time).
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 latent frame, got {chunk}")
@@ -32,7 +35,7 @@ def encode_chunks(net: Net, x: torch.Tensor, *, temporal: int, chunk: int) -> to
     cache, start, lat = None, 0, 0
     while start < total:
         size = 1 + temporal * (chunk - 1) if start == 0 else temporal * chunk
-        piece, cache = net(x[:, :, start : start + size], cache)
+        piece, cache = net(x[:, :, start : start + size], cache, frame_chunk=frame_chunk)
         if out is None:
             out = piece.new_empty(*piece.shape[:2], t_lat, *piece.shape[3:])
         out[:, :, lat : lat + piece.shape[2]] = piece
@@ -41,8 +44,11 @@ def encode_chunks(net: Net, x: torch.Tensor, *, temporal: int, chunk: int) -> to
     return out
 
 
-def decode_chunks(net: Net, z: torch.Tensor, *, temporal: int, chunk: int) -> torch.Tensor:
-    """Run decoder ``net`` over latents (B, c, t, h, w), ``chunk`` latent frames at a time."""
+def decode_chunks(
+    net: Net, z: torch.Tensor, *, temporal: int, chunk: int, frame_chunk: int | None = None
+) -> torch.Tensor:
+    """Run decoder ``net`` over latents (B, c, t, h, w), ``chunk`` latent frames at a time
+    (``frame_chunk`` as in :func:`encode_chunks`)."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 latent frame, got {chunk}")
     t_lat = z.shape[2]
@@ -50,7 +56,7 @@ def decode_chunks(net: Net, z: torch.Tensor, *, temporal: int, chunk: int) -> to
     out: torch.Tensor | None = None
     cache, pos = None, 0
     for start in range(0, t_lat, chunk):
-        piece, cache = net(z[:, :, start : start + chunk], cache)
+        piece, cache = net(z[:, :, start : start + chunk], cache, frame_chunk=frame_chunk)
         if out is None:
             out = piece.new_empty(*piece.shape[:2], frames, *piece.shape[3:])
         out[:, :, pos : pos + piece.shape[2]] = piece

@@ -39,8 +39,12 @@ class CausalVAE(nn.Module):
         temporal_compression: frames per latent frame after the first (4).
         groups: GroupNorm groups.
         pad_mode: causal front padding, ``"replicate"`` or ``"zeros"``.
-        stream_above: decode/encode in temporal chunks when the clip has more latent frames.
-        stream_chunk: latent frames per chunk when streaming.
+        stream_above: decode/encode in temporal chunks when the clip has more latent frames
+            (default 1: every video streams; streaming equals one-shot to float tolerance and
+            bounds activation memory by one chunk, which is also the fastest on CPU).
+        stream_chunk: latent frames per chunk when streaming (default 1: 4 pixel frames).
+        stream_frames: when streaming, the full-frame-rate levels (before the first temporal
+            downsample, after the last temporal upsample) run this many frames at a time.
         tile_above: tile spatially when a frame side exceeds this many pixels (0 = never).
         tile_size: tile side in pixels when tiling (multiple of the spatial compression).
         tile_overlap: overlap between tiles in pixels (multiple of the spatial compression).
@@ -58,8 +62,9 @@ class CausalVAE(nn.Module):
         temporal_compression: int = 4,
         groups: int = 32,
         pad_mode: str = "replicate",
-        stream_above: int = 5,
-        stream_chunk: int = 4,
+        stream_above: int = 1,
+        stream_chunk: int = 1,
+        stream_frames: int = 1,
         tile_above: int = 512,
         tile_size: int = 256,
         tile_overlap: int = 64,
@@ -89,6 +94,7 @@ class CausalVAE(nn.Module):
             "channel_mults": list(channel_mults),
             "stream_above": stream_above,
             "stream_chunk": stream_chunk,
+            "stream_frames": stream_frames,
             "tile_above": tile_above,
             "tile_size": tile_size,
             "tile_overlap": tile_overlap,
@@ -165,6 +171,7 @@ class CausalVAE(nn.Module):
                     piece,
                     temporal=self.temporal_compression,
                     chunk=self.config["stream_chunk"],
+                    frame_chunk=self.config["stream_frames"],
                 )
             return self.encoder(piece)[0]
 
@@ -240,6 +247,7 @@ class CausalVAE(nn.Module):
                     piece,
                     temporal=self.temporal_compression,
                     chunk=self.config["stream_chunk"],
+                    frame_chunk=self.config["stream_frames"],
                 )
             return self.decoder(piece)[0]
 
