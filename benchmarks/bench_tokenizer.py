@@ -10,6 +10,9 @@ peak memory = peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) minus the
 model and the input exist. On CPU this is the honest, allocator-independent measure; on CUDA
 the script reports ``torch.cuda.max_memory_allocated`` instead.
 
+``--flops`` counts encode and decode FLOPs of each model on the meta device
+(``torch.utils.flop_counter``; nothing is computed), to tell architecture cost from kernel speed.
+
 ``--memory-promise`` decodes 17 and 129 frames (same resolution) with the streaming decoder and
 prints the peak-memory ratio (the promise: <= 1.25).
 """
@@ -99,6 +102,22 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(row), flush=True)
 
 
+def count_flops(name: str, preset: str, frames: int, size: int) -> tuple[float, float]:
+    """(encode GFLOP, decode GFLOP) of one clip, counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"), torch.no_grad():
+        _, encode, decode = build(name, preset)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            z = encode(torch.empty(1, 3, frames, size, size))
+        enc = counter.get_total_flops()
+        counter = FlopCounterMode(display=False)
+        with counter:
+            decode(z)
+    return enc / 1e9, counter.get_total_flops() / 1e9
+
+
 def latent_shape(args: argparse.Namespace) -> tuple[int, ...]:
     return (1, 8, 1 + (args.frames - 1) // 4, args.size // 8, args.size // 8)
 
@@ -123,6 +142,7 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true", help="force CPU even if CUDA is available")
     parser.add_argument("--json", default=None, help="append result rows to this JSON-lines file")
     parser.add_argument("--memory-promise", action="store_true")
+    parser.add_argument("--flops", action="store_true", help="count FLOPs (meta device) instead")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="walt", help=argparse.SUPPRESS)
     parser.add_argument("--decode-only", action="store_true", help=argparse.SUPPRESS)
@@ -130,6 +150,15 @@ def main() -> None:
     if args.worker:
         args.frames = args.frames[0]
         worker(args)
+        return
+    if args.flops:
+        for frames in args.frames:
+            for model in args.models:
+                enc, dec = count_flops(model, args.preset, frames, args.size)
+                print(
+                    f"{model:10s} {frames:3d}x{args.size}x{args.size}: encode {enc:.0f} GFLOP  "
+                    f"decode {dec:.0f} GFLOP"
+                )
         return
     common = ["--size", str(args.size), "--preset", args.preset] + (["--cpu"] if args.cpu else [])
     if args.memory_promise:
