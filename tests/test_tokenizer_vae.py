@@ -223,3 +223,15 @@ def test_large_weight_conv_in_groups_equals_one_call(monkeypatch):
         monkeypatch.setattr(cc, "SPLIT_WEIGHT_BYTES", conv.conv.weight.numel())  # -> 4 groups
         grouped, _ = conv(x)
     torch.testing.assert_close(grouped, whole, atol=1e-6, rtol=1e-6)
+
+
+def test_inference_stream_reuses_the_handed_over_cache_buffer():
+    conv = CausalConv3d(in_channels=2, out_channels=2, kernel_size=3)
+    x = torch.randn(1, 2, 9, 4, 4)
+    with torch.no_grad():
+        whole, _ = conv(x)
+        first, cache = conv(x[:, :, :5])
+        buffer = cache.data_ptr()
+        second, cache = conv(x[:, :, 5:], cache)
+    assert cache.data_ptr() == buffer
+    torch.testing.assert_close(torch.cat([first, second], dim=2), whole)

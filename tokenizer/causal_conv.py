@@ -90,10 +90,14 @@ class CausalConv3d(nn.Module):
         else:
             out = self._empty_out(x)
         # Keep every frame a future output window still needs (the tail from the next window's
-        # start); for stride 1 this is the last k_t - 1 frames. Cloned: a slice would keep the
+        # start); for stride 1 this is the last k_t - 1 frames. Copied: a slice would keep the
         # whole padded chunk alive between chunks (3x the cache memory for 4-frame chunks).
-        new_cache = padded[:, :, n_out * s_t :].clone()
-        return out, new_cache
+        tail = padded[:, :, n_out * s_t :]
+        if cache is not None and cache.shape == tail.shape and not torch.is_grad_enabled():
+            # The caller handed its cache over (``blocks.take``): reuse its buffer instead of
+            # allocating a new one per chunk, which fragments the heap (RSS) when streaming.
+            return out, cache.copy_(tail)
+        return out, tail.clone()
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.conv.weight, self.conv.bias
