@@ -1,0 +1,274 @@
+"""Evaluate generated videos and images: FVD, FID, IS, PSNR / SSIM and long-video drift.
+
+    python -m walt.evaluate fvd GENERATED REFERENCE --i3d i3d_torchscript.pt [--json OUT]
+    python -m walt.evaluate fid GENERATED REFERENCE --inception inception-2015-12-05.pt
+    python -m walt.evaluate is GENERATED --inception inception-2015-12-05.pt
+    python -m walt.evaluate psnr GENERATED REFERENCE --task prediction --context-frames 5
+    python -m walt.evaluate drift VIDEO_OR_FOLDER --chunk-frames N [--seam-overlap K]
+
+GENERATED and REFERENCE are folders of videos / images or webdataset shards (path or brace
+pattern). Metrics over sets are reported as mean ± std over ``--num-draws`` random subsets of
+``--draw-size`` samples (seeded by ``--seed``). ``--json OUT`` writes every number. See
+docs/evaluate.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import torch
+
+from data.make_shards import media_files
+from walt.evaluate.draws import frechet_draws
+from walt.evaluate.drift import drift
+from walt.evaluate.features import I3DFeatures, InceptionFeatures, load_torchscript
+from walt.evaluate.fvd import FVD_FRAMES, fvd_features
+from walt.evaluate.image_metrics import image_features, inception_score_draws
+from walt.evaluate.inputs import MediaItem, is_folder, read_frames
+from walt.evaluate.reconstruction import TASKS, reconstruction_draws, score_folder
+from walt.evaluate.report import format_value, print_table, write_json
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _draw_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--num-draws", type=_positive, default=1, help="random draws (default 1)")
+    parser.add_argument(
+        "--draw-size",
+        type=_positive,
+        default=None,
+        help="samples per draw (default: all usable samples)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of draws and clip starts")
+
+
+def _network_options(parser: argparse.ArgumentParser, flag: str, what: str) -> None:
+    parser.add_argument(flag, required=True, help=f"{what} TorchScript file (local path)")
+    parser.add_argument(
+        "--size",
+        type=_positive,
+        default=None,
+        help="cover-resize and centre-crop to SIZE x SIZE first (default: as stored)",
+    )
+    parser.add_argument(
+        "--max-items",
+        type=_positive,
+        default=None,
+        help="use at most this many files / samples of each source",
+    )
+    parser.add_argument("--batch-size", type=_positive, default=8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m walt.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    fvd = sub.add_parser("fvd", help="Fréchet Video Distance (StyleGAN-V fvd2048_16f protocol)")
+    fvd.add_argument("generated")
+    fvd.add_argument("reference")
+    _network_options(fvd, "--i3d", "StyleGAN-V I3D")
+    fvd.add_argument("--num-frames", type=_positive, default=FVD_FRAMES)
+    fid = sub.add_parser("fid", help="Fréchet Inception Distance of images / video frames")
+    fid.add_argument("generated")
+    fid.add_argument("reference")
+    inception = sub.add_parser("is", help="Inception Score of images / video frames")
+    inception.add_argument("generated")
+    for p in (fid, inception):
+        _network_options(p, "--inception", "Inception")
+        p.add_argument(
+            "--num-frames",
+            type=_positive,
+            default=16,
+            help="frames taken from the start of each video (default 16)",
+        )
+    psnr = sub.add_parser("psnr", help="PSNR and SSIM against ground truth paired by key")
+    psnr.add_argument("generated")
+    psnr.add_argument("reference")
+    psnr.add_argument("--task", choices=TASKS, default="reconstruction")
+    psnr.add_argument("--context-frames", type=int, default=0, help="given frames (prediction)")
+    psnr.add_argument(
+        "--keyframe-every", type=int, default=0, help="key-frame spacing (interpolation)"
+    )
+    psnr.add_argument("--size", type=_positive, default=None)
+    for p in (fvd, fid, inception, psnr):
+        _draw_options(p)
+    drifting = sub.add_parser("drift", help="per-chunk colour statistics and seam ratios")
+    drifting.add_argument("video", help="a video file or a folder of them")
+    drifting.add_argument(
+        "--chunk-frames",
+        type=_positive,
+        required=True,
+        help="new frames per autoregressive chunk (N)",
+    )
+    drifting.add_argument(
+        "--seam-overlap",
+        type=int,
+        default=0,
+        help="context frames of each extension (K); the first chunk has K + N",
+    )
+    for p in sub.choices.values():
+        p.add_argument("--json", default=None, help="write the results as JSON here")
+    return parser
+
+
+def _network(args: argparse.Namespace, path: str, name: str) -> tuple[torch.jit.ScriptModule, dict]:
+    net, sha256 = load_torchscript(path, device=args.device, name=name)
+    print(f"{name}: {path}  sha256 {sha256}")
+    return net, {"path": str(path), "sha256": sha256}
+
+
+def run_fvd(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
+    net, info = _network(args, args.i3d, "i3d")
+    i3d = I3DFeatures(net=net, device=args.device)
+    common = dict(
+        num_frames=args.num_frames,
+        seed=args.seed,
+        size=args.size,
+        max_items=args.max_items,
+        batch_size=args.batch_size,
+    )
+    gen_keys, gen = fvd_features(
+        args.generated, i3d, random_start=False, name="generated", **common
+    )
+    ref_keys, ref = fvd_features(args.reference, i3d, random_start=True, name="reference", **common)
+    fvd = frechet_draws(
+        gen, ref, draw_size=args.draw_size, num_draws=args.num_draws, seed=args.seed
+    )
+    result = {
+        "fvd": fvd,
+        "network": info,
+        "num_frames": args.num_frames,
+        "num_generated": len(gen_keys),
+        "num_reference": len(ref_keys),
+    }
+    return result, [
+        (f"FVD ({args.num_frames} frames)", format_value(fvd)),
+        ("videos", f"{len(gen_keys)} generated, {len(ref_keys)} reference"),
+    ]
+
+
+def run_fid(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
+    net, info = _network(args, args.inception, "inception")
+    inception = InceptionFeatures(net=net, device=args.device)
+    common = dict(
+        num_frames=args.num_frames,
+        size=args.size,
+        max_items=args.max_items,
+        batch_size=args.batch_size,
+    )
+    gen_keys, gen = image_features(args.generated, inception.features, name="generated", **common)
+    ref_keys, ref = image_features(args.reference, inception.features, name="reference", **common)
+    fid = frechet_draws(
+        gen, ref, draw_size=args.draw_size, num_draws=args.num_draws, seed=args.seed
+    )
+    result = {
+        "fid": fid,
+        "network": info,
+        "num_generated": len(gen_keys),
+        "num_reference": len(ref_keys),
+    }
+    return result, [
+        ("FID", format_value(fid)),
+        ("images", f"{len(gen_keys)} generated, {len(ref_keys)} reference"),
+    ]
+
+
+def run_is(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
+    net, info = _network(args, args.inception, "inception")
+    inception = InceptionFeatures(net=net, device=args.device)
+    keys, logits = image_features(
+        args.generated,
+        inception.logits,
+        num_frames=args.num_frames,
+        size=args.size,
+        max_items=args.max_items,
+        batch_size=args.batch_size,
+        name="generated",
+    )
+    score = inception_score_draws(
+        logits, draw_size=args.draw_size, num_draws=args.num_draws, seed=args.seed
+    )
+    result = {"is": score, "network": info, "num_generated": len(keys)}
+    return result, [("IS", format_value(score)), ("images", str(len(keys)))]
+
+
+def run_psnr(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
+    rows = score_folder(
+        args.generated,
+        args.reference,
+        task=args.task,
+        context_frames=args.context_frames,
+        keyframe_every=args.keyframe_every,
+        size=args.size,
+    )
+    summary = reconstruction_draws(
+        rows, draw_size=args.draw_size, num_draws=args.num_draws, seed=args.seed
+    )
+    result = {"task": args.task, **summary, "videos": rows}
+    return result, [
+        ("PSNR (dB)", format_value(summary["psnr"])),
+        ("SSIM", format_value(summary["ssim"])),
+        ("videos", str(len(rows))),
+    ]
+
+
+def run_drift(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
+    paths = media_files(args.video) if is_folder(args.video) else [args.video]
+    videos, table = {}, []
+    for path in map(str, paths):
+        with open(path, "rb") as f:
+            item = MediaItem(key=path, kind="video", data=f.read())
+        report = drift(
+            read_frames(item), chunk_frames=args.chunk_frames, seam_overlap=args.seam_overlap
+        )
+        videos[path] = report
+        for chunk in report["chunks"]:
+            mean = ", ".join(f"{v:.3f}" for v in chunk["mean"])
+            table.append(
+                (
+                    f"{path} chunk {chunk['chunk']} [{chunk['start']}, {chunk['stop']})",
+                    f"brightness {chunk['brightness']:.4f}  RGB mean ({mean})",
+                )
+            )
+        for seam in report["seams"]:
+            ratio = "n/a" if seam["ratio"] is None else f"{seam['ratio']:.2f}"
+            table.append((f"{path} seam {seam['seam']} frames {seam['frames']}", f"ratio {ratio}"))
+    if not videos:
+        raise ValueError(f"video: no video files found in {args.video}")
+    result = {
+        "chunk_frames": args.chunk_frames,
+        "seam_overlap": args.seam_overlap,
+        "videos": videos,
+    }
+    return result, table
+
+
+COMMANDS = {"fvd": run_fvd, "fid": run_fid, "is": run_is, "psnr": run_psnr, "drift": run_drift}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    result, table = COMMANDS[args.command](args)
+    result = {
+        "command": args.command,
+        **{k: v for k, v in vars(args).items() if k != "command"},
+        **result,
+    }
+    print_table(table, title=f"walt.evaluate {args.command}")
+    if args.json:
+        write_json(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

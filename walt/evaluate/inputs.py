@@ -1,0 +1,134 @@
+"""Reading the media to evaluate: folders of videos/images, or webdataset shards.
+
+A *source* is a folder (searched recursively for the extensions in ``data.decode``) or a shard
+path / brace pattern (``val-{000000..000003}.tar``). Every sample becomes a :class:`MediaItem`
+named by its key: a file's path relative to the folder without its extension (``a/b.mp4`` ->
+``a/b``), or a shard sample's ``__key__``. Keys pair generated videos with their ground truth.
+
+Decoding goes through ``data.decode`` (PyAV for videos, Pillow for images), the same code the
+training pipeline uses, so frames are read identically everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+from webdataset.tariterators import tarfile_samples
+
+from data.decode import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    _stream_fps,
+    _video_stream,
+    decode_clip,
+    decode_image,
+    frame_to_rgb,
+    ordered_frames,
+)
+from data.encode import to_uint8_frames
+from data.make_shards import media_files
+from data.pipeline import expand_urls
+from data.samples import media_field
+from data.transforms import frames_to_pixels
+
+Kind = Literal["video", "image"]
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One encoded sample.
+
+    Attributes:
+        key: folder-relative path without extension, or the shard sample's ``__key__``.
+        kind: "video" or "image".
+        data: the encoded file.
+    """
+
+    key: str
+    kind: Kind
+    data: bytes
+
+
+def is_folder(source: str | Path) -> bool:
+    """True when ``source`` is a folder of media (otherwise it is read as shards)."""
+    return Path(source).is_dir()
+
+
+def count_media(source: str | Path) -> int | None:
+    """Number of media files in a folder (for progress bars); ``None`` for shards."""
+    return len(media_files(Path(source))) if is_folder(source) else None
+
+
+def iter_media(source: str | Path, *, name: str = "source") -> Iterator[MediaItem]:
+    """Every video and image of a folder (sorted by path) or of shards (in shard order).
+
+    Args:
+        source: a folder, or a shard path / brace pattern.
+        name: the argument name, for error messages.
+    """
+    if is_folder(source):
+        root = Path(source)
+        for path in media_files(root):
+            ext = path.suffix.lower().lstrip(".")
+            kind: Kind = "video" if ext in VIDEO_EXTENSIONS else "image"
+            key = path.relative_to(root).with_suffix("").as_posix()
+            yield MediaItem(key=key, kind=kind, data=path.read_bytes())
+        return
+    urls = expand_urls(str(source), name=name)
+    for sample in tarfile_samples({"url": url} for url in urls):
+        video = media_field(sample, VIDEO_EXTENSIONS)
+        image = media_field(sample, IMAGE_EXTENSIONS)
+        if video is not None:
+            yield MediaItem(key=sample["__key__"], kind="video", data=sample[video])
+        elif image is not None:
+            yield MediaItem(key=sample["__key__"], kind="image", data=sample[image])
+
+
+def read_frames(item: MediaItem, *, max_frames: int | None = None) -> np.ndarray:
+    """All frames of an item (or the first ``max_frames``) as ``(T, H, W, 3)`` uint8.
+
+    An image is one frame. Frames come in presentation order with the display rotation applied.
+    """
+    if item.kind == "image":
+        return decode_image(item.data)[None]
+    frames: list[np.ndarray] = []
+    with av.open(io.BytesIO(item.data)) as container:
+        stream = _video_stream(container)
+        for _, frame in ordered_frames(container, stream, 1.0 / _stream_fps(stream)):
+            frames.append(frame_to_rgb(frame))
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+    if not frames:
+        raise ValueError(f"{item.key}: the video has no decodable frames")
+    return np.stack(frames)
+
+
+def read_clip(
+    item: MediaItem, *, num_frames: int, random_start: bool, rng: random.Random
+) -> np.ndarray:
+    """``num_frames`` consecutive frames ``(T, H, W, 3)`` uint8, from the first frame or from a
+    random start drawn from ``rng``. Raises ``data.decode.ShortClipError`` for shorter videos."""
+    clip = decode_clip(
+        item.data,
+        num_frames=num_frames,
+        frame_stride=1,
+        clip_start="random" if random_start else "start",
+        short_clip="skip",
+        rng=rng,
+    )
+    return clip.frames
+
+
+def resize_frames(frames: np.ndarray, size: int | None) -> np.ndarray:
+    """Cover-resize and centre-crop ``(T, H, W, 3)`` uint8 frames to ``size x size`` (the data
+    pipeline's transform); ``size=None`` keeps them as they are."""
+    if size is None:
+        return frames
+    return to_uint8_frames(frames_to_pixels(frames, size=(size, size), crop="center"))
