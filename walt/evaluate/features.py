@@ -21,6 +21,7 @@ Two call conventions are supported, each read off the TorchScript's ``forward`` 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -55,7 +56,11 @@ def load_torchscript(
         raise FileNotFoundError(f"{name}: network file not found: {path}")
     sha256 = file_sha256(path)
     try:
-        net = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():
+            # torch marks TorchScript as deprecated; the standard I3D and Inception files are
+            # TorchScript, and loading them is the point here.
+            warnings.simplefilter("ignore", FutureWarning)
+            net = torch.jit.load(str(path), map_location=device)
     except RuntimeError as err:
         raise ValueError(f"{name}: {path} is not a TorchScript archive ({err})") from err
     return net.eval(), sha256

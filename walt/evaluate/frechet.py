@@ -53,10 +53,10 @@ def inception_score(logits: torch.Tensor) -> float:
     """Inception Score ``exp(E_x KL(p(y|x) || p(y)))`` of ``(N, K)`` class logits, one split."""
     if logits.ndim != 2 or logits.shape[0] < 1:
         raise ValueError(f"logits must be (N, K) with N >= 1, got {tuple(logits.shape)}")
-    metric = InceptionScore(feature=Precomputed(num_features=logits.shape[1]), splits=1)
     with warnings.catch_warnings():
         # The memory warning and the std of a single split (NaN, unused) are expected here.
         warnings.simplefilter("ignore", UserWarning)
+        metric = InceptionScore(feature=Precomputed(num_features=logits.shape[1]), splits=1)
         metric.update(logits.double())
         mean, _ = metric.compute()
     return float(mean)

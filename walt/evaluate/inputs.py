@@ -2,8 +2,11 @@
 
 A *source* is a folder (searched recursively for the extensions in ``data.decode``) or a shard
 path / brace pattern (``val-{000000..000003}.tar``). Every sample becomes a :class:`MediaItem`
-named by its key: a file's path relative to the folder without its extension (``a/b.mp4`` ->
-``a/b``), or a shard sample's ``__key__``. Keys pair generated videos with their ground truth.
+named by its key: for a file, the key ``python -m data.make_shards`` gives it (its path relative
+to the folder without the extension, other characters than letters, digits, ``_`` and ``-``
+replaced by ``_``: ``a/b.mp4`` -> ``a_b``); for a shard sample, its ``__key__``. So a folder and
+the shards made from it have the same keys, and keys pair generated videos with their ground
+truth.
 
 Decoding goes through ``data.decode`` (PyAV for videos, Pillow for images), the same code the
 training pipeline uses, so frames are read identically everywhere.
@@ -33,7 +36,7 @@ from data.decode import (
     ordered_frames,
 )
 from data.encode import to_uint8_frames
-from data.make_shards import media_files
+from data.make_shards import media_files, sample_key
 from data.pipeline import expand_urls
 from data.samples import media_field
 from data.transforms import frames_to_pixels
@@ -46,7 +49,7 @@ class MediaItem:
     """One encoded sample.
 
     Attributes:
-        key: folder-relative path without extension, or the shard sample's ``__key__``.
+        key: the sample key (see the module docstring).
         kind: "video" or "image".
         data: the encoded file.
     """
@@ -75,10 +78,16 @@ def iter_media(source: str | Path, *, name: str = "source") -> Iterator[MediaIte
     """
     if is_folder(source):
         root = Path(source)
-        for path in media_files(root):
+        files = media_files(root)
+        if not files:
+            raise ValueError(
+                f"{name}: no videos or images in the folder {root} (for shards pass their path or "
+                "brace pattern, e.g. 'val-{000000..000003}.tar')"
+            )
+        for path in files:
             ext = path.suffix.lower().lstrip(".")
             kind: Kind = "video" if ext in VIDEO_EXTENSIONS else "image"
-            key = path.relative_to(root).with_suffix("").as_posix()
+            key = sample_key(path.relative_to(root).as_posix())
             yield MediaItem(key=key, kind=kind, data=path.read_bytes())
         return
     urls = expand_urls(str(source), name=name)
