@@ -114,3 +114,12 @@ def write_videos(folder: Path, *, count: int, frames: int, level: int, seed: int
     for i in range(count):
         write_mp4(moving_video(frames=frames, level=level, seed=seed + i), folder / f"v{i}.mp4")
     return folder
+
+
+def smooth_video(frames: int, *, level: int = 90, size: int = 16) -> np.ndarray:
+    """A grey sinusoid (period 16 px, amplitude 30) moving one pixel a frame: small, steady
+    differences between consecutive frames (about 7 / 255)."""
+    x = np.arange(size)[None, None, :] + np.arange(frames)[:, None, None]  # (T, 1, W)
+    wave = level + 30 * np.sin(2 * np.pi * x / 16)
+    video = np.broadcast_to(wave[..., None], (frames, size, size, 3))  # (T, H, W, 3)
+    return np.clip(np.round(video), 0, 255).astype(np.uint8)

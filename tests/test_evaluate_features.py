@@ -46,7 +46,9 @@ def test_i3d_is_called_with_the_stylegan_v_protocol(tmp_path):
 
 
 def test_networks_with_another_convention_are_rejected(tmp_path):
-    net, _ = load_torchscript(save_script(PairInception(), tmp_path / "p.pt"), device="cpu", name="i3d")
+    net, _ = load_torchscript(
+        save_script(PairInception(), tmp_path / "p.pt"), device="cpu", name="i3d"
+    )
     with pytest.raises(ValueError, match=r"i3d: .*\['rescale', 'resize', 'return_features'\]"):
         I3DFeatures(net=net, device="cpu")
 
@@ -54,7 +56,9 @@ def test_networks_with_another_convention_are_rejected(tmp_path):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.float().mean(dim=(2, 3))
 
-    net, _ = load_torchscript(save_script(Wrong(), tmp_path / "w.pt"), device="cpu", name="inception")
+    net, _ = load_torchscript(
+        save_script(Wrong(), tmp_path / "w.pt"), device="cpu", name="inception"
+    )
     images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"must return \(features, logits\)"):
         InceptionFeatures(net=net, device="cpu").features(images)
@@ -62,11 +66,15 @@ def test_networks_with_another_convention_are_rejected(tmp_path):
 
 def test_inception_stylegan_convention_features_and_log_probabilities(tmp_path):
     module = FakeInception()
-    net, _ = load_torchscript(save_script(module, tmp_path / "inc.pt"), device="cpu", name="inception")
+    net, _ = load_torchscript(
+        save_script(module, tmp_path / "inc.pt"), device="cpu", name="inception"
+    )
     inception = InceptionFeatures(net=net, device="cpu")
     images = torch.randint(0, 256, (4, 3, 12, 10), dtype=torch.uint8)
     assert inception.stylegan
-    torch.testing.assert_close(inception.features(images), module(images, return_features=True).double())
+    torch.testing.assert_close(
+        inception.features(images), module(images, return_features=True).double()
+    )
     # IS uses the probabilities without the output bias (StyleGAN2-ADA's no_output_bias=True).
     probs = module(images, no_output_bias=True).double()
     torch.testing.assert_close(inception.logits(images).softmax(dim=1), probs)
@@ -75,7 +83,9 @@ def test_inception_stylegan_convention_features_and_log_probabilities(tmp_path):
 
 def test_inception_pair_convention(tmp_path):
     module = PairInception()
-    net, _ = load_torchscript(save_script(module, tmp_path / "pair.pt"), device="cpu", name="inception")
+    net, _ = load_torchscript(
+        save_script(module, tmp_path / "pair.pt"), device="cpu", name="inception"
+    )
     inception = InceptionFeatures(net=net, device="cpu")
     images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     feats, logits = module(images)

@@ -15,17 +15,17 @@ docs/evaluate.md.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 
-from data.make_shards import media_files
 from walt.evaluate.draws import frechet_draws
 from walt.evaluate.drift import drift
 from walt.evaluate.features import I3DFeatures, InceptionFeatures, load_torchscript
 from walt.evaluate.fvd import FVD_FRAMES, fvd_features
 from walt.evaluate.image_metrics import image_features, inception_score_draws
-from walt.evaluate.inputs import MediaItem, is_folder, read_frames
+from walt.evaluate.inputs import MediaItem, iter_media, read_frames
 from walt.evaluate.reconstruction import TASKS, reconstruction_draws, score_folder
 from walt.evaluate.report import format_value, print_table, write_json
 
@@ -222,12 +222,19 @@ def run_psnr(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
     ]
 
 
+def _videos(source: str) -> Iterator[MediaItem]:
+    """One video file, or the videos of a folder or of shards."""
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() != ".tar":
+        yield MediaItem(key=path.name, kind="video", data=path.read_bytes())
+        return
+    yield from (item for item in iter_media(source, name="video") if item.kind == "video")
+
+
 def run_drift(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
-    paths = media_files(args.video) if is_folder(args.video) else [args.video]
     videos, table = {}, []
-    for path in map(str, paths):
-        with open(path, "rb") as f:
-            item = MediaItem(key=path, kind="video", data=f.read())
+    for item in _videos(args.video):
+        path = item.key
         report = drift(
             read_frames(item), chunk_frames=args.chunk_frames, seam_overlap=args.seam_overlap
         )
