@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +139,24 @@ def test_drift_on_a_video_with_a_jump(tmp_path, capsys):
     brightness = [c["brightness"] for c in report["chunks"]]
     assert brightness[1] > brightness[0] + 0.2
     assert "seam 1" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch: several seconds
+def test_python_dash_m_entry_point(tmp_path):
+    write_mp4(smooth_video(12), tmp_path / "v.mp4")
+    out = tmp_path / "drift.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "walt.evaluate",
+        "drift",
+        str(tmp_path / "v.mp4"),
+        "--chunk-frames",
+        "4",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [*cmd, "--json", str(out)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert [s["frames"] for s in _json(out)["videos"]["v.mp4"]["seams"]] == [[3, 4], [7, 8]]
