@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from common.atomic import atomic_open
 from data.decode import _stream_fps, _video_stream, frame_to_rgb, ordered_frames
 from data.transforms import frames_to_pixels
 
@@ -49,7 +50,11 @@ def encode_video(
             stream.codec_context.qscale = max(1, quality // 6)
             stream.options = {"threads": "1"}
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            # Convert to YUV here, on one thread: left to the encoder, the conversion runs
+            # before the codec is opened with threads=1, so swscale slices it over every CPU,
+            # and the result (hence the bytes) varied from one encode to the next.
+            container.mux(stream.encode(rgb.reformat(format="yuv420p", threads=1)))
         container.mux(stream.encode())
     return buffer.getvalue()
 
@@ -67,8 +72,9 @@ def write_mp4(frames: np.ndarray, path: str | Path, *, fps: float = 8.0) -> Path
     _, h, w, _ = frames.shape
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_video(frames, fps=fps))
+    data = encode_video(frames, fps=fps)
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
     return path
 
 
