@@ -133,8 +133,7 @@ def probe_video(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> 
             frame, before anything is decoded; ``None`` disables the cap.
     """
     with av.open(io.BytesIO(data)) as container:
-        stream = _video_stream(container)
-        check_pixels(stream.codec_context.width, stream.codec_context.height, max_pixels=max_pixels)
+        stream = _open_video_stream(container, max_pixels=max_pixels)
         fps = _stream_fps(stream)
         duration = _stream_duration(container, stream)
         first = next(container.decode(stream), None)
@@ -175,8 +174,7 @@ def decode_clip(
     """
     rng = rng if rng is not None else random.Random()
     with av.open(io.BytesIO(data)) as container:
-        stream = _video_stream(container)
-        check_pixels(stream.codec_context.width, stream.codec_context.height, max_pixels=max_pixels)
+        stream = _open_video_stream(container, max_pixels=max_pixels)
         source_fps = _stream_fps(stream)
         stride = choose_stride(source_fps, frame_stride=frame_stride, target_fps=target_fps)
         dt = 1.0 / source_fps
@@ -240,19 +238,57 @@ def image_to_rgb(image: Image.Image) -> np.ndarray:
         grey = np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8)  # 65535 / 255 = 257
         return np.repeat(grey[..., None], 3, axis=-1)
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = np.asarray(image.convert("RGBA")).astype(np.float64)  # (H, W, 4)
-        alpha = rgba[..., 3:] / 255.0
-        background = np.asarray(ALPHA_BACKGROUND, dtype=np.float64)
-        return np.round(rgba[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
+        return composite_alpha(np.asarray(image.convert("RGBA")))
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
+def composite_alpha(rgba: np.ndarray) -> np.ndarray:
+    """``(H, W, 4)`` uint8 RGBA over :data:`ALPHA_BACKGROUND` -> ``(H, W, 3)`` uint8 RGB."""
+    values = rgba.astype(np.float64)
+    alpha = values[..., 3:] / 255.0
+    background = np.asarray(ALPHA_BACKGROUND, dtype=np.float64)
+    return np.round(values[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
+
+
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """One decoded frame as ``(H, W, 3)`` uint8 RGB with its display rotation applied."""
-    rgb = frame.to_ndarray(format="rgb24")
+    """One decoded frame as ``(H, W, 3)`` uint8 RGB with its display rotation applied.
+
+    Frames with an alpha channel (transparent GIFs decode to BGRA) are composited on
+    :data:`ALPHA_BACKGROUND`, as images are.
+    """
+    if any(component.is_alpha for component in frame.format.components):
+        rgb = composite_alpha(frame.to_ndarray(format="rgba"))
+    else:
+        rgb = frame.to_ndarray(format="rgb24")
     turns = (_rotation(frame) // 90) % 4
     # np.rot90 turns counter-clockwise, the same sense as the display-matrix angle.
     return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
+
+
+def _open_video_stream(
+    container: av.container.InputContainer, *, max_pixels: int | None
+) -> av.VideoStream:
+    """The first video stream with its decoder opened under the ``max_pixels`` cap.
+
+    The container header is checked first (a clear error, nothing decoded). A header can
+    disagree with the bitstream, so FFmpeg's decoder also gets a backstop ``max_pixels`` option
+    and refuses far larger frames instead of allocating them. The backstop is 4x the cap
+    because FFmpeg counts the width padded to its stride alignment (up to 64 pixels).
+    """
+    stream = _video_stream(container)
+    context = stream.codec_context
+    check_pixels(context.width, context.height, max_pixels=max_pixels)
+    if max_pixels is not None:
+        backstop = str(min(4 * max_pixels, 2**31 - 1))
+        context.options = {**(context.options or {}), "max_pixels": backstop}
+        try:
+            context.open(strict=False)
+        except av.error.FFmpegError as error:
+            raise MediaTooLargeError(
+                f"the decoder refused the stream under max_pixels={max_pixels} (frame size over "
+                f"the cap, or a broken stream): {error}"
+            ) from error
+    return stream
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
