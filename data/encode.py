@@ -43,18 +43,22 @@ def encode_video(
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames.shape[1], frames.shape[2]
         stream.pix_fmt = "yuv420p"
+        # Single-threaded from the start: PyAV opens encoders with thread_count=0 (auto) and
+        # slice threading unless told otherwise before the codec opens.
+        stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = 0
         if codec == "libx264":
-            # One thread and a fixed preset keep the bytes identical run to run.
-            stream.options = {"crf": str(quality), "preset": "veryfast", "threads": "1"}
+            # One thread, a fixed preset and no macroblock-tree rate control keep the bytes
+            # identical run to run. With mbtree on, the same frames and options gave one of two
+            # different streams now and then (about 1 encode in 100, more under CPU load; QPs,
+            # hence decoded pixels, differ by up to 25/255), even single-threaded.
+            stream.options = {"crf": str(quality), "preset": "veryfast", "threads": "1",
+                              "x264-params": "mbtree=0"}
         else:
             stream.codec_context.qscale = max(1, quality // 6)
             stream.options = {"threads": "1"}
         for frame in frames:
-            rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            # Convert to YUV here, on one thread: left to the encoder, the conversion runs
-            # before the codec is opened with threads=1, so swscale slices it over every CPU,
-            # and the result (hence the bytes) varied from one encode to the next.
-            container.mux(stream.encode(rgb.reformat(format="yuv420p", threads=1)))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
     return buffer.getvalue()
 
