@@ -121,6 +121,7 @@ class EpochLoader(DataLoader):
         self.next_epoch = 0
         self.require_batches = require_batches
         self.guards: dict[str, FailureGuard] = {}
+        self.passes = 0  # passes started in this run (next_epoch may start from a checkpoint)
         self.guard_options = (max_failure_fraction, failure_check_after)
 
     def set_epoch(self, epoch: int) -> None:
@@ -130,6 +131,7 @@ class EpochLoader(DataLoader):
     def __iter__(self) -> Iterator[Any]:
         self.dataset.set_epoch(self.next_epoch)
         self.next_epoch += 1
+        self.passes += 1
         if not self.require_batches and self.guard_options[0] is None:
             return super().__iter__()
         return self._checked(super().__iter__())
@@ -146,7 +148,7 @@ class EpochLoader(DataLoader):
             skipped = int(stream["skipped"].sum())
             guard.add(
                 seen=len(stream["key"]) + skipped, failed=skipped,
-                what=f"{name} stream over {self.next_epoch} pass(es) of the run",
+                what=f"{name} stream over {self.passes} pass(es) of the run",
                 last="see the BadSampleWarning messages",
             )
 
