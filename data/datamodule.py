@@ -18,7 +18,8 @@ import torch
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch.utils.data import DataLoader, IterableDataset
 
-from data.pipeline import StreamOptions, WebVideoStream, expand_urls
+from data.decode import DEFAULT_MAX_PIXELS
+from data.pipeline import FailureGuard, StreamOptions, WebVideoStream, expand_urls
 from data.samples import Kind, SampleSpec
 from data.transforms import as_size
 
@@ -36,17 +37,92 @@ def check_num_frames(num_frames: int) -> int:
     return num_frames
 
 
+def check_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)`` from ``size``; both must be multiples of 8 (the tokenizer's spatial factor,
+    ``H = 8h``, W.A.L.T Sec. 3.1)."""
+    pair = as_size(size)
+    if any(side % 8 for side in pair):
+        raise ValueError(f"size must be divisible by 8 (H = 8h, W = 8w), got {size!r}")
+    return pair
+
+
+def check_even_shards(num_shards: int, *, rank: int, world_size: int, name: str) -> None:
+    """Under DDP without ``epoch_length``, every rank must get the same number of shards.
+
+    Every rank computes the same answer from the same shard list, so all of them raise
+    together here, at setup, instead of one rank running out of batches and the others dying
+    in a collective ("Connection closed by peer").
+    """
+    if world_size <= 1 or num_shards % world_size == 0:
+        return
+    counts = [len(range(r, num_shards, world_size)) for r in range(world_size)]
+    raise ValueError(
+        f"{name}: {num_shards} shards cannot be dealt evenly to {world_size} ranks (this is "
+        f"rank {rank} with {counts[rank]} shard(s); rank {counts.index(min(counts))} gets "
+        f"{min(counts)}), so ranks would run different numbers of steps and DDP would stop; "
+        "set epoch_length (optionally with resampled=True), or use a multiple of world_size shards"
+    )
+
+
+def _check_arguments(
+    *,
+    frame_stride: int | None,
+    target_fps: float | None,
+    short_clip: str,
+    max_failure_fraction: float,
+    at_least_one: dict[str, int | None],
+    at_least_zero: dict[str, int],
+) -> None:
+    """Constructor checks of ``WebVideoDataModule``; each message names its argument."""
+    if frame_stride is not None and target_fps is not None:
+        raise ValueError("set only one of frame_stride and target_fps, not both")
+    if frame_stride is not None and (not isinstance(frame_stride, int) or frame_stride < 1):
+        raise ValueError(f"frame_stride must be an int >= 1, got {frame_stride!r}")
+    if target_fps is not None and not target_fps > 0:
+        raise ValueError(f"target_fps must be > 0, got {target_fps!r}")
+    if short_clip not in ("skip", "loop"):
+        raise ValueError(f"short_clip must be 'skip' or 'loop', got {short_clip!r}")
+    if not 0.0 <= max_failure_fraction <= 1.0:
+        raise ValueError(f"max_failure_fraction must be in [0, 1], got {max_failure_fraction}")
+    for name, value in at_least_one.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    for name, value in at_least_zero.items():
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+
+
 class EpochLoader(DataLoader):
     """A DataLoader that moves its stream to the next epoch each time it is iterated.
 
     Lightning iterates the training loader once per epoch (and ``max_size_cycle`` restarts a
-    shorter stream within an epoch); each pass gets a fresh, seed-determined shuffle.
+    shorter stream within an epoch); each pass gets a fresh, seed-determined shuffle. The loader
+    also keeps the bad-sample count of every pass of the run (from each batch's ``skipped``),
+    so the failure guard sees the whole run, not one worker's pass.
+
+    Args:
+        dataset: a :class:`WebVideoStream` or :class:`NamedStreams`.
+        require_batches: raise when a pass yields no batch (training streams).
+        max_failure_fraction: see :class:`FailureGuard` (``None``: no run-wide guard).
+        failure_check_after: see :class:`FailureGuard`.
+        **kwargs: passed to ``DataLoader``.
     """
 
-    def __init__(self, dataset: IterableDataset, *, require_batches: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dataset: IterableDataset,
+        *,
+        require_batches: bool = False,
+        max_failure_fraction: float | None = None,
+        failure_check_after: int = 0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(dataset, batch_size=None, **kwargs)
         self.next_epoch = 0
         self.require_batches = require_batches
+        self.guards: dict[str, FailureGuard] = {}
+        self.passes = 0  # passes started in this run (next_epoch may start from a checkpoint)
+        self.guard_options = (max_failure_fraction, failure_check_after)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass use the shuffle of ``epoch``."""
@@ -55,16 +131,35 @@ class EpochLoader(DataLoader):
     def __iter__(self) -> Iterator[Any]:
         self.dataset.set_epoch(self.next_epoch)
         self.next_epoch += 1
-        if not self.require_batches:
+        self.passes += 1
+        if not self.require_batches and self.guard_options[0] is None:
             return super().__iter__()
         return self._checked(super().__iter__())
+
+    def _guard(self, batch: dict[str, Any]) -> None:
+        fraction, after = self.guard_options
+        streams = {getattr(getattr(self.dataset, "spec", None), "kind", "?"): batch}
+        if "skipped" not in batch:  # NamedStreams: {name: stream batch}
+            streams = batch
+        for name, stream in streams.items():
+            guard = self.guards.setdefault(
+                name, FailureGuard(max_failure_fraction=fraction, failure_check_after=after)
+            )
+            skipped = int(stream["skipped"].sum())
+            guard.add(
+                seen=len(stream["key"]) + skipped, failed=skipped,
+                what=f"{name} stream over {self.passes} pass(es) of the run",
+                last="see the BadSampleWarning messages",
+            )
 
     def _checked(self, batches: Iterator[Any]) -> Iterator[Any]:
         # An empty training stream would silently end every epoch of the combined loader.
         count = 0
         for count, batch in enumerate(batches, start=1):  # noqa: B007 - count is read below
+            if self.guard_options[0] is not None:
+                self._guard(batch)
             yield batch
-        if count == 0:
+        if count == 0 and self.require_batches:
             urls = getattr(self.dataset, "urls", "?")
             kind = getattr(getattr(self.dataset, "spec", None), "kind", "?")
             raise RuntimeError(
@@ -126,7 +221,11 @@ class WebVideoDataModule(pl.LightningDataModule):
             an epoch is one pass over the shards (``resampled=False``) or endless.
         max_failure_fraction: stop with an error when more than this fraction of the samples
             a worker has seen were bad (after ``failure_check_after`` samples).
-        failure_check_after: samples a worker must see before the fraction is checked.
+        failure_check_after: samples a worker must see before the fraction is checked. The same
+            check also runs over every pass of the run together (see docs/data.md).
+        max_pixels: pixels per frame (width x height from the file header) above which a video
+            or image is skipped, counted as a bad sample, before anything is decoded; ``None``
+            disables the cap.
         load_pixels: decode media; False reads only precomputed ``latents`` (and text arrays).
         pin_memory: pin batches in page-locked memory (for GPU training).
         rank: override the rank used to split shards (default: the trainer's, else
@@ -156,6 +255,7 @@ class WebVideoDataModule(pl.LightningDataModule):
         epoch_length: int | None = None,
         max_failure_fraction: float = 0.1,
         failure_check_after: int = 100,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
         load_pixels: bool = True,
         pin_memory: bool = False,
         rank: int | None = None,
@@ -165,16 +265,15 @@ class WebVideoDataModule(pl.LightningDataModule):
         if num_frames_k is not None:
             num_frames = 1 + 4 * num_frames_k
         self.num_frames = check_num_frames(num_frames)
-        self.size = as_size(size)
-        if frame_stride is not None and target_fps is not None:
-            raise ValueError("set only one of frame_stride and target_fps, not both")
-        if short_clip not in ("skip", "loop"):
-            raise ValueError(f"short_clip must be 'skip' or 'loop', got {short_clip!r}")
-        if not 0.0 <= max_failure_fraction <= 1.0:
-            raise ValueError(f"max_failure_fraction must be in [0, 1], got {max_failure_fraction}")
-        for name, value in (("batch_size", batch_size), ("epoch_length", epoch_length)):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.size = check_size(size)
+        _check_arguments(
+            frame_stride=frame_stride, target_fps=target_fps, short_clip=short_clip,
+            max_failure_fraction=max_failure_fraction,
+            at_least_one={"batch_size": batch_size, "image_batch_size": image_batch_size,
+                          "epoch_length": epoch_length, "max_pixels": max_pixels},
+            at_least_zero={"num_workers": num_workers, "shuffle_buffer": shuffle_buffer,
+                           "failure_check_after": failure_check_after},
+        )
         if train_videos is None and train_images is None and val_videos is None and val_images is None:
             raise ValueError("give at least one of train_videos, train_images, val_videos, val_images")
         self.sources = {
@@ -183,6 +282,7 @@ class WebVideoDataModule(pl.LightningDataModule):
         }
         self.frame_stride, self.target_fps, self.short_clip = frame_stride, target_fps, short_clip
         self.batch_sizes = {"video": batch_size, "image": image_batch_size or batch_size}
+        self.max_pixels = max_pixels
         self.num_workers, self.seed, self.shuffle_buffer = num_workers, seed, shuffle_buffer
         self.resampled, self.epoch_length = resampled, epoch_length
         self.max_failure_fraction, self.failure_check_after = max_failure_fraction, failure_check_after
@@ -253,6 +353,8 @@ class WebVideoDataModule(pl.LightningDataModule):
         return EpochLoader(
             dataset,
             require_batches=require_batches,
+            max_failure_fraction=self.max_failure_fraction,
+            failure_check_after=self.failure_check_after,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=False,
@@ -272,6 +374,7 @@ class WebVideoDataModule(pl.LightningDataModule):
             short_clip=self.short_clip,
             train=train,
             load_pixels=self.load_pixels,
+            max_pixels=self.max_pixels,
         )
         options = StreamOptions(
             batch_size=self.batch_sizes[kind],
@@ -286,6 +389,8 @@ class WebVideoDataModule(pl.LightningDataModule):
             world_size=world_size,
         )
         expanded = expand_urls(urls, name=f"{split}_{kind}s")
+        if train and not options.resampled and options.epoch_length is None:
+            check_even_shards(len(expanded), rank=rank, world_size=world_size, name=f"{split}_{kind}s")
         return WebVideoStream(urls=expanded, spec=spec, options=options)
 
     def _rank_and_world_size(self) -> tuple[int, int]:

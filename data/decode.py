@@ -24,8 +24,16 @@ import av
 import numpy as np
 from PIL import Image, ImageOps
 
+# The one list of media extensions (shard fields and file suffixes, lower case, no dot).
 VIDEO_EXTENSIONS: tuple[str, ...] = ("mp4", "webm", "mkv", "avi", "mov", "gif")
-IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
+IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "bmp")
+# Decoded pixels per frame above which a file is refused before decoding: a 50 KB file can
+# claim 4096x4096 (or 65535x65535) frames and take gigabytes to decode. 4096^2 admits 4K video.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+# Transparent pixels are composited on white (the usual page background of web images).
+ALPHA_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 ClipStart = Literal["random", "center", "start"]
 ShortClip = Literal["skip", "loop"]
@@ -34,6 +42,25 @@ _REORDER_DEPTH = 4  # frames held back to restore presentation order
 
 class ShortClipError(ValueError):
     """The video has fewer frames than the clip needs and ``short_clip="skip"``."""
+
+
+class MediaTooLargeError(ValueError):
+    """The file's header claims more pixels per frame than ``max_pixels`` allows."""
+
+
+def check_pixels(width: int, height: int, *, max_pixels: int | None) -> None:
+    """Raise :class:`MediaTooLargeError` when ``width x height`` exceeds ``max_pixels``.
+
+    Args:
+        width: frame width from the file header.
+        height: frame height from the file header.
+        max_pixels: the cap; ``None`` disables it.
+    """
+    if max_pixels is not None and width * height > max_pixels:
+        raise MediaTooLargeError(
+            f"frame size {width}x{height} ({width * height} pixels) is over "
+            f"max_pixels={max_pixels}; not decoded"
+        )
 
 
 @dataclass(frozen=True)
@@ -97,10 +124,16 @@ def choose_stride(source_fps: float, *, frame_stride: int | None, target_fps: fl
     return 1
 
 
-def probe_video(data: bytes) -> VideoInfo:
-    """Read the header of a video (and its first frame, for the rotation)."""
+def probe_video(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> VideoInfo:
+    """Read the header of a video (and its first frame, for the rotation).
+
+    Args:
+        data: the encoded file.
+        max_pixels: refuse (:class:`MediaTooLargeError`) a header claiming more pixels per
+            frame, before anything is decoded; ``None`` disables the cap.
+    """
     with av.open(io.BytesIO(data)) as container:
-        stream = _video_stream(container)
+        stream = _open_video_stream(container, max_pixels=max_pixels)
         fps = _stream_fps(stream)
         duration = _stream_duration(container, stream)
         first = next(container.decode(stream), None)
@@ -123,6 +156,7 @@ def decode_clip(
     clip_start: ClipStart = "random",
     short_clip: ShortClip = "skip",
     rng: random.Random | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Clip:
     """Decode ``num_frames`` frames of the first video stream of ``data``.
 
@@ -135,10 +169,12 @@ def decode_clip(
         short_clip: "skip" raises :class:`ShortClipError` when the video is too short;
             "loop" wraps around to the first frame.
         rng: random source for ``clip_start="random"``.
+        max_pixels: refuse (:class:`MediaTooLargeError`) a stream whose header claims more
+            pixels per frame, before decoding; ``None`` disables the cap.
     """
     rng = rng if rng is not None else random.Random()
     with av.open(io.BytesIO(data)) as container:
-        stream = _video_stream(container)
+        stream = _open_video_stream(container, max_pixels=max_pixels)
         source_fps = _stream_fps(stream)
         stride = choose_stride(source_fps, frame_stride=frame_stride, target_fps=target_fps)
         dt = 1.0 / source_fps
@@ -170,19 +206,89 @@ def decode_clip(
     return Clip(np.stack(frames), source_fps / stride, stride, source_fps, times, looped)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Decode an image to ``(H, W, 3)`` uint8 RGB, applying its EXIF orientation."""
+def image_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` of an image from its header only (no pixel data is decoded)."""
     with Image.open(io.BytesIO(data)) as image:
-        image = ImageOps.exif_transpose(image)
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+        return image.size
+
+
+def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image to ``(H, W, 3)`` uint8 RGB, applying its EXIF orientation.
+
+    Args:
+        data: the encoded file.
+        max_pixels: refuse (:class:`MediaTooLargeError`) an image whose header claims more
+            pixels, before decoding; ``None`` disables the cap.
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        check_pixels(*image.size, max_pixels=max_pixels)  # header only: nothing decoded yet
+        return image_to_rgb(ImageOps.exif_transpose(image))
+
+
+def image_to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow image mode to ``(H, W, 3)`` uint8 RGB.
+
+    16-bit and 32-bit integer greyscale (``I;16*``, ``I``: values taken as 0..65535) are scaled
+    to 0..255 (``Image.convert`` would clip them to 0 and 255). Images with an alpha channel or a
+    transparent palette entry / colour key are composited on :data:`ALPHA_BACKGROUND`. Palette,
+    1-bit, greyscale, CMYK and YCbCr go through Pillow's own conversion.
+    """
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.float64)  # (H, W)
+        grey = np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8)  # 65535 / 255 = 257
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        return composite_alpha(np.asarray(image.convert("RGBA")))
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def composite_alpha(rgba: np.ndarray) -> np.ndarray:
+    """``(H, W, 4)`` uint8 RGBA over :data:`ALPHA_BACKGROUND` -> ``(H, W, 3)`` uint8 RGB."""
+    values = rgba.astype(np.float64)
+    alpha = values[..., 3:] / 255.0
+    background = np.asarray(ALPHA_BACKGROUND, dtype=np.float64)
+    return np.round(values[..., :3] * alpha + background * (1.0 - alpha)).astype(np.uint8)
 
 
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """One decoded frame as ``(H, W, 3)`` uint8 RGB with its display rotation applied."""
-    rgb = frame.to_ndarray(format="rgb24")
+    """One decoded frame as ``(H, W, 3)`` uint8 RGB with its display rotation applied.
+
+    Frames with an alpha channel (transparent GIFs decode to BGRA) are composited on
+    :data:`ALPHA_BACKGROUND`, as images are.
+    """
+    if any(component.is_alpha for component in frame.format.components):
+        rgb = composite_alpha(frame.to_ndarray(format="rgba"))
+    else:
+        rgb = frame.to_ndarray(format="rgb24")
     turns = (_rotation(frame) // 90) % 4
     # np.rot90 turns counter-clockwise, the same sense as the display-matrix angle.
     return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
+
+
+def _open_video_stream(
+    container: av.container.InputContainer, *, max_pixels: int | None
+) -> av.VideoStream:
+    """The first video stream with its decoder opened under the ``max_pixels`` cap.
+
+    The container header is checked first (a clear error, nothing decoded). A header can
+    disagree with the bitstream, so FFmpeg's decoder also gets a backstop ``max_pixels`` option
+    and refuses far larger frames instead of allocating them. The backstop is 4x the cap
+    because FFmpeg counts the width padded to its stride alignment (up to 64 pixels).
+    """
+    stream = _video_stream(container)
+    context = stream.codec_context
+    check_pixels(context.width, context.height, max_pixels=max_pixels)
+    if max_pixels is not None:
+        backstop = str(min(4 * max_pixels, 2**31 - 1))
+        context.options = {**(context.options or {}), "max_pixels": backstop}
+        try:
+            context.open(strict=False)
+        except av.error.FFmpegError as error:
+            raise MediaTooLargeError(
+                f"the decoder refused the stream under max_pixels={max_pixels} (frame size over "
+                f"the cap, or a broken stream): {error}"
+            ) from error
+    return stream
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from common.atomic import atomic_open
 from data.decode import _stream_fps, _video_stream, frame_to_rgb, ordered_frames
 from data.transforms import frames_to_pixels
 
@@ -42,9 +43,17 @@ def encode_video(
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = frames.shape[1], frames.shape[2]
         stream.pix_fmt = "yuv420p"
+        # Single-threaded from the start: PyAV opens encoders with thread_count=0 (auto) and
+        # slice threading unless told otherwise before the codec opens.
+        stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = 0
         if codec == "libx264":
-            # One thread and a fixed preset keep the bytes identical run to run.
-            stream.options = {"crf": str(quality), "preset": "veryfast", "threads": "1"}
+            # One thread, a fixed preset and no macroblock-tree rate control keep the bytes
+            # identical run to run. With mbtree on, the same frames and options gave one of two
+            # different streams now and then (about 1 encode in 100, more under CPU load; QPs,
+            # hence decoded pixels, differ by up to 25/255), even single-threaded.
+            stream.options = {"crf": str(quality), "preset": "veryfast", "threads": "1",
+                              "x264-params": "mbtree=0"}
         else:
             stream.codec_context.qscale = max(1, quality // 6)
             stream.options = {"threads": "1"}
@@ -67,8 +76,9 @@ def write_mp4(frames: np.ndarray, path: str | Path, *, fps: float = 8.0) -> Path
     _, h, w, _ = frames.shape
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_video(frames, fps=fps))
+    data = encode_video(frames, fps=fps)
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
     return path
 
 

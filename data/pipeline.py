@@ -6,8 +6,11 @@ worker skipped since its previous batch (``skipped``).
 
 Splitting: shards are dealt to ranks (``shards[rank::world_size]``) and then to dataloader
 workers, so with ``resampled=False`` every sample is seen exactly once per epoch across the
-whole job. With ``resampled=True`` every worker draws shards with replacement from the full
-list forever (the usual multi-node recipe), and ``epoch_length`` cuts the stream into epochs.
+whole job. Where there are fewer shards than readers at a level, the readers of that level all
+read the same shards and deal the samples instead (sample ``i`` to reader ``i % readers``), so
+no rank or worker is left without data. With ``resampled=True`` every worker draws shards with
+replacement from the full list forever (the usual multi-node recipe), and ``epoch_length`` cuts
+the stream into epochs.
 """
 
 from __future__ import annotations
@@ -62,6 +65,36 @@ def split_shards(
 ) -> list[str]:
     """The shards of one dataloader worker on one rank (disjoint, together covering ``urls``)."""
     return list(urls)[rank::world_size][worker::num_workers]
+
+
+@dataclass(frozen=True)
+class ReaderShare:
+    """What one reader (a dataloader worker on a rank) reads.
+
+    Attributes:
+        shards: the shard URLs it reads, in order.
+        every: it keeps the samples ``i`` (counted over ``shards``) with ``i % every == offset``.
+        offset: see ``every``.
+    """
+
+    shards: list[str]
+    every: int
+    offset: int
+
+
+def assign_shards(
+    urls: Sequence[str], *, rank: int, world_size: int, worker: int, num_workers: int
+) -> ReaderShare:
+    """Deal shards to ranks, then to workers; at a level with fewer shards than readers, every
+    reader of that level reads them all and keeps every n-th sample. Disjoint and covering."""
+    shards, every, offset = list(urls), 1, 0
+    for index, count in ((rank, world_size), (worker, num_workers)):
+        if len(shards) >= count:
+            shards = shards[index::count]
+        else:
+            # Samples kept so far are offset + every * j; deal those j among ``count`` readers.
+            every, offset = every * count, offset + every * index
+    return ReaderShare(shards=shards, every=every, offset=offset)
 
 
 @dataclass
@@ -121,12 +154,15 @@ class WebVideoStream(IterableDataset):
         quota = self._worker_quota(worker, num_workers)
         state = _Counter(
             kind=self.spec.kind,
-            max_failure_fraction=opts.max_failure_fraction,
-            failure_check_after=opts.failure_check_after,
+            where=f"rank {opts.rank} worker {worker}",
+            guard=FailureGuard(
+                max_failure_fraction=opts.max_failure_fraction,
+                failure_check_after=opts.failure_check_after,
+            ),
         )
         shards = self._shard_stream(worker, num_workers, rng, cycle=quota is not None, state=state)
         raw = tarfile_samples(({"url": url} for url in shards), handler=state.tar_handler)
-        samples = self._decoded(raw, rng, state)
+        samples = self._decoded(_dealt(raw, state), rng, state)
         if opts.shuffle and opts.shuffle_buffer > 1:
             samples = _buffer_shuffle(samples, opts.shuffle_buffer, rng)
         yield from self._batched(samples, state, quota)
@@ -146,38 +182,34 @@ class WebVideoStream(IterableDataset):
                 state.url = rng.choice(self.urls)
                 yield state.url
         order = list(self.urls)
-        passes, samples_before = 0, 0
+        passes, raw_before, produced_before, mine_before = 0, 0, 0, 0
         while True:
             if opts.shuffle:
                 # Same order on every rank (seed and epoch only) so the split stays disjoint.
                 random.Random(f"{opts.seed}:{self.epoch}:{passes}:shards").shuffle(order)
-            mine = split_shards(
+            share = assign_shards(
                 order, rank=opts.rank, world_size=opts.world_size, worker=worker,
                 num_workers=num_workers,
             )
-            if not mine:
-                self._warn_no_shards(worker, num_workers, fatal=cycle)
-                return
-            for url in mine:
+            state.every, state.offset = share.every, share.offset
+            for url in share.shards:
                 state.url = url
                 yield url
             passes += 1
             if not cycle:
                 return
-            if state.seen + state.routed == samples_before:
-                raise ValueError(f"{self.spec.kind} stream: shards {mine} hold no samples")
-            samples_before = state.seen + state.routed
-
-    def _warn_no_shards(self, worker: int, num_workers: int, *, fatal: bool) -> None:
-        opts = self.options
-        message = (
-            f"{self.spec.kind} stream: rank {opts.rank} worker {worker} got no shards "
-            f"({len(self.urls)} shards for {opts.world_size} ranks x {num_workers} workers); "
-            "use more shards, fewer workers, or resampled=True"
-        )
-        if fatal:
-            raise ValueError(message)
-        warnings.warn(message, BadSampleWarning, stacklevel=2)
+            if state.raw == raw_before:
+                raise ValueError(
+                    f"{self.spec.kind} stream ({state.where}): shards {share.shards} hold no samples"
+                )
+            if state.produced == produced_before and state.mine > mine_before:
+                # Cycling would never end: this reader can never fill its quota of batches.
+                raise TooManyFailuresError(
+                    f"{self.spec.kind} stream ({state.where}): a whole pass over shards "
+                    f"{share.shards} gave no usable sample ({state.failed} bad so far); "
+                    f"last: {state.last_error}"
+                )
+            raw_before, produced_before, mine_before = state.raw, state.produced, state.mine
 
     def _decoded(
         self, raw: Iterator[dict[str, Any]], rng: random.Random, state: _Counter
@@ -196,6 +228,7 @@ class WebVideoStream(IterableDataset):
                 continue
             routed_in_a_row = 0
             state.seen += 1
+            state.mine += 1
             try:
                 if where == "none":
                     fields = sorted(k for k in sample if not k.startswith("__"))
@@ -241,24 +274,61 @@ class WebVideoStream(IterableDataset):
                 yield collate(batch, state.take_skipped())
 
 
+class FailureGuard:
+    """Bad samples over everything counted so far; raises once too large a fraction was bad.
+
+    One guard lives in each worker pass (``_Counter``) and one per stream in the main process
+    across all passes of a run (``EpochLoader``), so a small shard set that is half bad trips it
+    even when a single pass sees fewer than ``failure_check_after`` samples.
+
+    Args:
+        max_failure_fraction: failed / seen above which :class:`TooManyFailuresError` is raised.
+        failure_check_after: samples that must be seen before the fraction is checked.
+    """
+
+    def __init__(self, *, max_failure_fraction: float, failure_check_after: int) -> None:
+        self.max_failure_fraction = max_failure_fraction
+        self.failure_check_after = failure_check_after
+        self.seen = 0
+        self.failed = 0
+
+    def add(self, *, seen: int, failed: int, what: str, last: str) -> None:
+        """Count ``seen`` more samples of which ``failed`` were bad, then check the fraction.
+
+        Args:
+            seen: samples newly seen (good and bad).
+            failed: how many of them were bad.
+            what: the stream and place, for the message.
+            last: the latest error, for the message.
+        """
+        self.seen, self.failed = self.seen + seen, self.failed + failed
+        if self.seen >= self.failure_check_after and self.failed > self.max_failure_fraction * self.seen:
+            raise TooManyFailuresError(
+                f"{what}: {self.failed} of {self.seen} samples failed "
+                f"({self.failed / self.seen:.1%} > max_failure_fraction="
+                f"{self.max_failure_fraction}); last: {last}"
+            )
+
+
 class _Counter:
     """Per-worker bookkeeping: samples seen, failed, produced, and the shard being read.
 
     Args:
         kind: the stream's kind, for messages.
-        max_failure_fraction: failed / seen above which the worker stops.
-        failure_check_after: samples seen before that check applies.
+        where: the rank and worker, for messages.
+        guard: the failure guard of this pass.
     """
 
-    def __init__(self, *, kind: str, max_failure_fraction: float, failure_check_after: int) -> None:
-        self.kind = kind
-        self.max_failure_fraction = max_failure_fraction
-        self.failure_check_after = failure_check_after
+    def __init__(self, *, kind: str, where: str, guard: FailureGuard) -> None:
+        self.kind, self.where, self.guard = kind, where, guard
+        self.raw = 0  # samples read from shards, before dealing and routing
+        self.mine = 0  # samples of this stream's kind (or of no kind) that were tried
         self.seen = 0
         self.failed = 0
         self.produced = 0
         self.routed = 0
         self.skipped_since_batch = 0
+        self.every, self.offset = 1, 0
         self.url = "?"
         self.last_error = ""
 
@@ -267,12 +337,9 @@ class _Counter:
         self.skipped_since_batch += 1
         self.last_error = message
         warnings.warn(f"skipping {message}", BadSampleWarning, stacklevel=3)
-        if self.seen >= self.failure_check_after and self.failed / self.seen > self.max_failure_fraction:
-            raise TooManyFailuresError(
-                f"{self.kind} stream: {self.failed} of {self.seen} samples failed "
-                f"({self.failed / self.seen:.1%} > max_failure_fraction="
-                f"{self.max_failure_fraction}); last: {message}"
-            )
+        # seen was already counted when the sample arrived; add it to the guard now.
+        self.guard.add(seen=self.seen - self.guard.seen, failed=1, what=f"{self.kind} stream "
+                       f"({self.where})", last=message)
 
     def tar_handler(self, error: Exception) -> bool:
         # A truncated or unreadable shard (or a member in it): count it and move on.
@@ -284,6 +351,14 @@ class _Counter:
         count, self.skipped_since_batch = self.skipped_since_batch, 0
         return count
 
+
+
+def _dealt(raw: Iterator[dict[str, Any]], state: _Counter) -> Iterator[dict[str, Any]]:
+    """Keep the samples dealt to this reader (all of them unless shards are shared)."""
+    for sample in raw:
+        index, state.raw = state.raw, state.raw + 1
+        if index % state.every == state.offset:
+            yield sample
 
 
 def _buffer_shuffle(

@@ -16,7 +16,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ShortClip, decode_clip, decode_image
+from data.decode import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    ShortClip,
+    decode_clip,
+    decode_image,
+)
 from data.transforms import frames_to_pixels
 
 Kind = Literal["video", "image"]
@@ -36,6 +43,8 @@ class SampleSpec:
         short_clip: "skip" or "loop" for videos shorter than the clip.
         train: random clip start and random crop when True; centred otherwise.
         load_pixels: decode media; when False only precomputed arrays are read.
+        max_pixels: pixels per frame above which media is skipped before decoding (``None``:
+            no cap).
     """
 
     kind: Kind
@@ -46,6 +55,7 @@ class SampleSpec:
     short_clip: ShortClip
     train: bool
     load_pixels: bool
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
 
 def media_field(sample: dict[str, Any], extensions: tuple[str, ...]) -> str | None:
@@ -67,10 +77,28 @@ def route(sample: dict[str, Any], kind: Kind) -> Literal["mine", "other", "none"
     elif media_field(sample, IMAGE_EXTENSIONS) is not None:
         found = "image"
     elif _has_arrays(sample):
-        found = json.loads(sample["json"]).get("kind", "video") if "json" in sample else "video"
+        try:
+            found = parse_meta(sample).get("kind", "video")
+        except ValueError:
+            # The kind cannot be told: every stream reading the sample keeps it, and its
+            # decode_sample raises, so it is counted as a bad sample (like a media-less one).
+            return "mine"
     else:
         return "none"
     return "mine" if found == kind else "other"
+
+
+def parse_meta(sample: dict[str, Any]) -> dict[str, Any]:
+    """The sample's ``json`` member as a dict (``{}`` when absent); ValueError when malformed."""
+    if "json" not in sample:
+        return {}
+    try:
+        meta = json.loads(_text(sample, "json"))
+    except ValueError as error:
+        raise ValueError(f"malformed json member: {error}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"malformed json member: must hold an object, got {type(meta).__name__}")
+    return meta
 
 
 def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) -> dict[str, Any]:
@@ -78,13 +106,11 @@ def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) 
     out: dict[str, Any] = {
         "key": sample["__key__"],
         "label": _label(sample),
-        "caption": sample["txt"].decode("utf-8").strip() if "txt" in sample else "",
+        "caption": _text(sample, "txt").strip() if "txt" in sample else "",
         "fps": 0.0,
         "stride": 1,
     }
-    meta = json.loads(sample["json"]) if "json" in sample else {}
-    if not isinstance(meta, dict):
-        raise ValueError(f"json must hold an object, got {type(meta).__name__}")
+    meta = parse_meta(sample)
     out["meta"] = meta
     for field in ARRAY_FIELDS:
         array = _array(sample, field)
@@ -94,12 +120,16 @@ def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) 
         if "latents" not in out:
             raise ValueError("load_pixels=False but the sample has no latents.npy/.safetensors")
         if spec.kind == "video":
-            out["fps"] = float(meta.get("fps", 0.0))
-            out["stride"] = int(meta.get("stride", 1))
+            try:
+                out["fps"] = float(meta.get("fps", 0.0))
+                out["stride"] = int(meta.get("stride", 1))
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"malformed json member: fps/stride: {error}") from None
         return out
     crop = "random" if spec.train else "center"
     if spec.kind == "image":
-        frames = decode_image(sample[_require(sample, IMAGE_EXTENSIONS)])[None]
+        image = sample[_require(sample, IMAGE_EXTENSIONS)]
+        frames = decode_image(image, max_pixels=spec.max_pixels)[None]
         out["pixels"] = frames_to_pixels(frames, size=spec.size, crop=crop, rng=rng)
         return out
     clip = decode_clip(
@@ -110,6 +140,7 @@ def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) 
         clip_start="random" if spec.train else "center",
         short_clip=spec.short_clip,
         rng=rng,
+        max_pixels=spec.max_pixels,
     )
     out["pixels"] = frames_to_pixels(clip.frames, size=spec.size, crop=crop, rng=rng)
     out["fps"], out["stride"] = clip.fps, clip.stride
@@ -159,14 +190,24 @@ def _require(sample: dict[str, Any], extensions: tuple[str, ...]) -> str:
     return field
 
 
+def _text(sample: dict[str, Any], field: str) -> str:
+    value = sample[field]
+    if isinstance(value, str):
+        return value
+    try:
+        return bytes(value).decode("utf-8")
+    except (TypeError, UnicodeDecodeError) as error:
+        raise ValueError(f"malformed {field} member: not UTF-8 text ({error})") from None
+
+
 def _label(sample: dict[str, Any]) -> int:
     if "cls" not in sample:
         return -1
-    text = sample["cls"].decode("utf-8").strip()
+    text = _text(sample, "cls").strip()
     try:
         return int(text)
-    except ValueError as error:
-        raise ValueError(f"cls must be an integer, got {text!r}") from error
+    except ValueError:
+        raise ValueError(f"malformed cls member: must be an integer, got {text[:40]!r}") from None
 
 
 def _array(sample: dict[str, Any], field: str) -> np.ndarray | None:

@@ -21,11 +21,12 @@ import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from data.shards import ShardSink
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -172,21 +173,20 @@ def write_synthetic(
     directions: Sequence[str] = tuple(DIRECTIONS), seed: int = 0, samples_per_shard: int = 100,
 ) -> dict[str, Any]:
     """Write the shards; returns ``{"videos", "images", "shards", "class_names"}``."""
-    import webdataset as wds
-
     if size % 2 or size < 16:
         raise ValueError(f"size must be even and >= 16, got {size}")
     object_size = object_size or max(8, round(size * 0.3))
     if not 4 <= object_size <= size // 2:
         raise ValueError(f"object_size must be in [4, size/2], got {object_size}")
     classes = class_list(shapes, colors, directions)
-    Path(pattern).parent.mkdir(parents=True, exist_ok=True)
     kinds = [(i, False) for i in range(num_videos)] + [(i, True) for i in range(num_images)]
-    with wds.ShardWriter(pattern, maxcount=samples_per_shard, verbose=0, mtime=0.0) as sink:
+    # Fixed member mtime: the bytes are a function of the seed. Each shard is renamed into
+    # place only when complete (data.shards.ShardSink).
+    with ShardSink(pattern, max_samples=samples_per_shard, mtime=0.0) as sink:
         for index, image in kinds:
             sink.write(make_sample(index, classes, frames=frames, size=size, fps=fps, seed=seed,
                                    object_size=object_size, image=image))
-        shards = sink.shard
+    shards = len(sink.paths)
     return {"videos": num_videos, "images": num_images, "shards": shards,
             "class_names": [c.name for c in classes]}
 

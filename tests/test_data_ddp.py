@@ -89,3 +89,41 @@ def test_skipped_samples_reach_the_logger(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="'bad' in shard"):
         trainer.fit(_KeyRecorder(str(tmp_path)), datamodule=module)
     assert logger.total == 1 and float(trainer.callback_metrics["data/skipped"]) == 1.0
+
+
+def _ddp_trainer() -> pl.Trainer:
+    return pl.Trainer(
+        strategy="ddp_spawn", accelerator="cpu", devices=2, max_epochs=1, logger=False,
+        num_sanity_val_steps=0, limit_val_batches=0,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+
+
+@pytest.mark.slow
+def test_lightning_ddp_uneven_shards_with_epoch_length(tmp_path: Path) -> None:
+    # 3 shards for 2 ranks x 2 workers: rank 1 has one shard for its two workers, which then
+    # deal its samples. epoch_length gives both ranks the same number of steps.
+    for shard in range(3):
+        with wds.TarWriter(str(tmp_path / f"s-{shard}.tar")) as sink:
+            for i in range(4):
+                sink.write({"__key__": f"s{shard}k{i}", "png": _png(shard * 10 + i)})
+    module = WebVideoDataModule(train_images=str(tmp_path / "s-{0..2}.tar"), size=8,
+                                batch_size=2, num_workers=2, epoch_length=12)
+    _ddp_trainer().fit(_KeyRecorder(str(tmp_path)), datamodule=module)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 6
+
+
+@pytest.mark.slow
+def test_lightning_ddp_rank_with_only_bad_shards_names_the_rank(tmp_path: Path) -> None:
+    with wds.TarWriter(str(tmp_path / "s-0.tar")) as sink:
+        for i in range(3):
+            sink.write({"__key__": f"good{i}", "png": _png(i)})
+    with wds.TarWriter(str(tmp_path / "s-1.tar")) as sink:
+        for i in range(3):
+            sink.write({"__key__": f"bad{i}", "png": b"broken"})
+    module = WebVideoDataModule(train_images=str(tmp_path / "s-{0..1}.tar"), size=8,
+                                batch_size=1, num_workers=0, epoch_length=8,
+                                failure_check_after=1000)
+    with pytest.raises(Exception, match="rank [01] worker 0.*no usable sample"):
+        _ddp_trainer().fit(_KeyRecorder(str(tmp_path)), datamodule=module)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import torch
 
-VIDEO_EXTS = {".mp4", ".webm", ".mkv", ".avi", ".mov", ".gif"}
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+from data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 
 def folder_clips(
@@ -26,8 +25,8 @@ def folder_clips(
 
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     for path in files:
-        ext = path.suffix.lower()
-        if ext in VIDEO_EXTS:
+        ext = path.suffix.lower().lstrip(".")
+        if ext in VIDEO_EXTENSIONS:
             try:
                 clip = decode_clip(
                     path.read_bytes(),
@@ -39,7 +38,7 @@ def folder_clips(
                 print(f"skipping {path.name}: shorter than {num_frames} frames", file=sys.stderr)
                 continue
             frames = clip.frames
-        elif images and ext in IMAGE_EXTS:
+        elif images and ext in IMAGE_EXTENSIONS:
             frames = decode_image(path.read_bytes())[None]
         else:
             continue
