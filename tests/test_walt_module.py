@@ -122,7 +122,8 @@ def test_precomputed_latents_give_the_same_loss(tok):
     for z0 in (z_pixels, z_pre):
         gen = torch.Generator().manual_seed(5)
         conds = module._conditions(stream, z0, training=True, generator=gen)
-        losses.append(module._diffusion_loss(z0, conds, gen))
+        t = module.diffusion.sample_timesteps(z0.shape[0], generator=gen)
+        losses.append(module._diffusion_loss(module.backbone, z0, conds, gen, t=t, p_self_cond=0.9))
     torch.testing.assert_close(losses[0], losses[1])
 
 
@@ -204,5 +205,5 @@ def test_sample_logger_writes_media(kind, tok, tmp_path):
     )
     trainer.fit(module, repeat_loader({"video": clip_stream()}, 2))
     written = sorted(p.name for p in tmp_path.rglob("step_0000002/*"))
-    assert written == ["contact_sheet.png", "sample_00.gif", "sample_00.mp4", "sample_01.gif",
-                       "sample_01.mp4"]
+    assert written == ["contact_sheet.png", "sample_000.gif", "sample_000.mp4", "sample_001.gif",
+                       "sample_001.mp4"]
