@@ -348,8 +348,10 @@ class WALTModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         sd = checkpoint["state_dict"]
+        # The frozen parts, and the guard's counters that older checkpoints lack, keep their
+        # current values.
         for key, value in self.state_dict().items():
-            if key.startswith(_FROZEN):
+            if key.startswith((*_FROZEN, "nonfinite.")):
                 sd.setdefault(key, value)
 
 
