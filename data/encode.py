@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from common.atomic import atomic_open
 from data.decode import _stream_fps, _video_stream, frame_to_rgb, ordered_frames
 from data.transforms import frames_to_pixels
 
@@ -68,8 +67,8 @@ def write_mp4(frames: np.ndarray, path: str | Path, *, fps: float = 8.0) -> Path
     _, h, w, _ = frames.shape
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     path = Path(path)
-    with atomic_open(path) as f:  # a killed run never leaves a truncated mp4
-        f.write(encode_video(frames, fps=fps))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_video(frames, fps=fps))
     return path
 
 

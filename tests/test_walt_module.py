@@ -122,8 +122,9 @@ def test_precomputed_latents_give_the_same_loss(tok):
     for z0 in (z_pixels, z_pre):
         gen = torch.Generator().manual_seed(5)
         conds = module._conditions(stream, z0, training=True, generator=gen)
-        t = module.diffusion.sample_timesteps(z0.shape[0], generator=gen)
-        losses.append(module._diffusion_loss(module.backbone, z0, conds, gen, t=t, p_self_cond=0.9))
+        timesteps = module.diffusion.sample_timesteps(z0.shape[0], generator=gen)
+        losses.append(module._diffusion_loss(module.backbone, z0, conds, gen, timesteps=timesteps,
+                                             p_self_cond=0.9))
     torch.testing.assert_close(losses[0], losses[1])
 
 

@@ -3,7 +3,7 @@
 The safetensors export holds the (EMA) VAE weights; its metadata holds the VAE ``config``
 (constructor arguments plus ``latent_mean`` / ``latent_std``) as JSON under
 ``tokenizer_config``. A Lightning ``.ckpt`` of ``TokenizerModule`` is read with
-``torch.load(weights_only=True)``; its EMA weights (``ema.module.*``) are used and its config comes
+``torch.load(weights_only=True)``; its EMA weights (``ema.*``) are used and its config comes
 from the ``tokenizer_config`` entry written by ``TokenizerModule.on_save_checkpoint``.
 """
 
@@ -17,7 +17,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from common.atomic import atomic_path
 from tokenizer.vae import CausalVAE
 
 METADATA_KEY = "tokenizer_config"
@@ -26,10 +25,9 @@ METADATA_KEY = "tokenizer_config"
 def save_tokenizer(vae: CausalVAE, path: str | Path) -> Path:
     """Write ``vae``'s weights and config (with latent statistics) to a safetensors file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
-    meta = {METADATA_KEY: json.dumps(vae.config), "format": "pt"}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    save_file(state, str(path), metadata={METADATA_KEY: json.dumps(vae.config), "format": "pt"})
     return path
 
 
@@ -101,6 +99,6 @@ def store_latent_stats(
     CausalVAE.from_config(checkpoint["tokenizer_config"]).set_latent_stats(mean, std)  # validates
     checkpoint["tokenizer_config"]["latent_mean"] = [float(v) for v in mean]
     checkpoint["tokenizer_config"]["latent_std"] = [float(v) for v in std]
-    with atomic_path(out) as tmp:  # in place by default: never destroy the only copy
-        torch.save(checkpoint, tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
     return out

@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from common.atomic import atomic_path
 from common.ema import EMA
 from common.hparams import keep_plain_hparams
 from common.media_log import log_media
@@ -279,7 +280,8 @@ class TokenizerModule(L.LightningModule):
 
     def on_train_end(self) -> None:
         if self.hparams.export_path and self.global_rank == 0:
-            save_tokenizer(self.ema.module, module_output_path(self, self.hparams.export_path))
+            with atomic_path(module_output_path(self, self.hparams.export_path)) as tmp:
+                save_tokenizer(self.ema.module, tmp)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         config = checkpoint.get("tokenizer_config")

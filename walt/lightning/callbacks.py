@@ -63,7 +63,7 @@ class SampleLogger(Callback):
             num_steps=self.num_steps,
             guidance_scale=self.guidance_scale,
             generator=torch.Generator(device=pl_module.device).manual_seed(self.seed),
-        ).float().cpu()  # (B, C, T, H, W)
+        ).float().cpu()
         pl_module.train(was_training)
         out = Path(trainer.log_dir or trainer.default_root_dir) / "samples" / f"step_{step:07d}"
         names = [f"class {int(v)}" for v in labels] if labels is not None else None

@@ -124,9 +124,10 @@ class WALTModule(LightningModule):
             stream = self._with_text(stream)
             z0 = self.codec.latents(stream)  # (B, c, t, h, w), normalized
             conds = self._conditions(stream, z0, training=True, generator=gen)
-            t = self.diffusion.sample_timesteps(z0.shape[0], generator=gen).to(z0.device)
+            timesteps = self.diffusion.sample_timesteps(z0.shape[0], generator=gen).to(z0.device)
             loss = self._diffusion_loss(
-                self.backbone, z0, conds, gen, t=t, p_self_cond=self.cond_cfg.p_self_cond
+                self.backbone, z0, conds, gen, timesteps=timesteps,
+                p_self_cond=self.cond_cfg.p_self_cond,
             )
             weight = self.image_loss_weight if name == "image" else 1.0
             total = total + weight * loss
@@ -172,23 +173,23 @@ class WALTModule(LightningModule):
         conds: Conditions,
         gen: torch.Generator,
         *,
-        t: Tensor,
+        timesteps: Tensor,
         p_self_cond: float,
     ) -> Tensor:
-        """The denoising loss of ``net`` at timesteps ``t`` (B,), for training and evaluation,
+        """The denoising loss of ``net`` at ``timesteps`` (B,), for training and evaluation,
         with W.A.L.T's self-conditioning (Chen et al., Analog Bits) used with probability
         ``p_self_cond`` (one coin per batch, as in Analog Bits)."""
         noise = torch.randn(z0.shape, generator=gen).to(z0)
-        z_t = self.diffusion.q_sample(z0, t, noise)
+        z_t = self.diffusion.q_sample(z0, timesteps, noise)
         self_cond = None
         use_sc = getattr(net, "use_self_cond", False)
         if use_sc and torch.rand((), generator=gen) < p_self_cond:
             # First pass without gradients estimates x0; the second pass sees it stop-gradded.
             with torch.no_grad():
-                pred = net(z_t, t.float(), **conds.model_kwargs())
-                self_cond = self.diffusion.pred_to_x0(pred, z_t, t).detach()
-        pred = net(z_t, t.float(), self_cond=self_cond, **conds.model_kwargs())
-        return self.diffusion.loss(pred, z0, noise, t, mask=conds.loss_mask)
+                pred = net(z_t, timesteps.float(), **conds.model_kwargs())
+                self_cond = self.diffusion.pred_to_x0(pred, z_t, timesteps).detach()
+        pred = net(z_t, timesteps.float(), self_cond=self_cond, **conds.model_kwargs())
+        return self.diffusion.loss(pred, z0, noise, timesteps, mask=conds.loss_mask)
 
     def _guard_nonfinite(self, loss: Tensor) -> Tensor:
         """A non-finite loss on any rank skips the step (see ``configure_gradient_clipping``)."""
@@ -256,8 +257,11 @@ class WALTModule(LightningModule):
             conds = self._conditions(stream, z0, training=False, generator=gen)
             b = z0.shape[0]
             # Evenly spaced timesteps: the same every round, so numbers are comparable.
-            t = torch.linspace(0, self.diffusion.num_train_steps - 1, b).round().long().to(z0.device)
-            loss = self._diffusion_loss(self.ema.module, z0, conds, gen, t=t, p_self_cond=0.0)
+            last = self.diffusion.num_train_steps - 1
+            timesteps = torch.linspace(0, last, b).round().long().to(z0.device)
+            loss = self._diffusion_loss(
+                self.ema.module, z0, conds, gen, timesteps=timesteps, p_self_cond=0.0
+            )
             self.log(f"{split}/loss_{name}", loss, batch_size=b, sync_dist=True)
 
     def predict_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> dict:
