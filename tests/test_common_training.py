@@ -107,3 +107,29 @@ def test_clean_tree_check_sees_new_and_ignored_files(tmp_path, monkeypatch):
     (tmp_path / "__pycache__").mkdir()
     (tmp_path / "__pycache__" / "m.pyc").write_text("")
     assert suite._tree_status() - before == {"!! outputs/run/last.ckpt"}
+
+
+def test_media_go_to_the_loggers_that_take_them(tmp_path, monkeypatch):
+    import sys
+    from types import ModuleType
+
+    import numpy as np
+
+    from common.media_log import log_media
+
+    calls = []
+    experiment = SimpleNamespace(log=lambda d: calls.append(("wandb", d)),
+                                 add_image=lambda *a, **k: calls.append(("tb", a, k)))
+    fake_wandb = ModuleType("wandb")
+    fake_wandb.Video = lambda path, format: ("video", path, format)
+    fake_wandb.Image = lambda image: ("image", image.shape)
+    monkeypatch.setitem(sys.modules, "wandb", fake_wandb)
+    loggers = [type(name, (), {"experiment": experiment})()
+               for name in ("WandbLogger", "TensorBoardLogger", "CSVLogger")]
+    image = np.zeros((4, 6, 3), dtype=np.uint8)
+    log_media(loggers, tag="samples", step=7, videos=[tmp_path / "a.mp4"], image=image)
+    assert calls[0] == ("wandb", {"samples": [("video", str(tmp_path / "a.mp4"), "mp4")],
+                                  "samples_still": ("image", (4, 6, 3)),
+                                  "trainer/global_step": 7})
+    assert calls[1][0] == "tb" and calls[1][1][0] == "samples" and calls[1][2]["global_step"] == 7
+    assert len(calls) == 2  # the CSV logger takes no media
