@@ -7,12 +7,17 @@ LightningModule plus a LightningDataModule, configured from YAML through ``class
 - the data's clip length and size set the module's (``num_frames``, ``size``);
 - the diffusion module's ``latent_channels`` sets its backbone's ``in_channels``.
 
+Relative output paths (logger ``save_dir``, checkpoint ``dirpath``) are taken relative to
+``trainer.default_root_dir`` (``common.run_paths``), so one override moves a whole run.
+
 A link whose source or target the chosen classes lack is skipped, so one CLI serves both stages.
 """
 
 from __future__ import annotations
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from common.run_paths import root_output_paths
 
 
 class WaltCLI(LightningCLI):
@@ -24,6 +29,10 @@ class WaltCLI(LightningCLI):
         parser.link_arguments(
             "model.init_args.latent_channels", "model.init_args.backbone.init_args.in_channels"
         )
+
+    def before_instantiate_classes(self) -> None:
+        # Relative output paths of loggers and callbacks live under trainer.default_root_dir.
+        root_output_paths(self.config[self.subcommand] if self.subcommand else self.config)
 
 
 def main(args: list[str] | None = None) -> WaltCLI:

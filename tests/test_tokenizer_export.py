@@ -93,3 +93,33 @@ def test_evaluate_folder_and_export_cli(tmp_path):
 
     main([str(save_tokenizer(vae, tmp_path / "a.safetensors")), str(tmp_path / "b.safetensors")])
     assert load_tokenizer(tmp_path / "b.safetensors").config == vae.config
+
+
+def _disk_full(obj, f, *args, **kwargs):
+    """A save that writes part of the file, then fails like a full disk."""
+    with open(f, "wb") as out:
+        out.write(b"partial")
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("kind", ["ckpt", "safetensors"])
+def test_interrupted_latent_stats_write_keeps_the_original(kind, tmp_path, monkeypatch):
+    import tokenizer.loading
+    from tokenizer.latent_stats import main as latent_stats_main
+
+    write_folder(tmp_path / "media")
+    vae = tiny()
+    if kind == "ckpt":
+        path = tmp_path / "tok.ckpt"
+        state = {f"ema.module.{k}": v for k, v in vae.state_dict().items()}
+        torch.save({"state_dict": state, "tokenizer_config": vae.config}, path)
+        monkeypatch.setattr(torch, "save", _disk_full)
+    else:
+        path = save_tokenizer(vae, tmp_path / "tok.safetensors")
+        monkeypatch.setattr(tokenizer.loading, "save_file", _disk_full)
+    original = path.read_bytes()
+    with pytest.raises(OSError, match="No space left"):  # in place, the default
+        latent_stats_main([str(path), str(tmp_path / "media"), "--num-frames", "9", "--size",
+                           "32", "--max-samples", "2"])
+    assert path.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["media", path.name]  # no temp file

@@ -49,9 +49,13 @@ def trainer(root: Path, steps: int) -> L.Trainer:
     )
 
 
+def adam(params) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3, betas=(0.0, 0.99))
+
+
 def module(**kwargs) -> TokenizerModule:
     torch.manual_seed(0)
-    return TokenizerModule(**{"lr": 1e-3, "disc_start": 1, **SMALL_DISC, **kwargs})
+    return TokenizerModule(**{"optimizer": adam, "disc_start": 1, **SMALL_DISC, **kwargs})
 
 
 def test_gan_steps_count_generator_steps_and_train_both(tmp_path):
@@ -63,7 +67,7 @@ def test_gan_steps_count_generator_steps_and_train_both(tmp_path):
     assert tr.global_step == 3  # the discriminator's steps do not advance global_step
     assert any(not torch.equal(a, b) for a, b in zip(disc_before, m.disc.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(vae_before, m.vae.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(vae_before, m.ema.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(vae_before, m.ema.module.parameters()))
     assert float(m.lecam.ema_real) != 0.0
     assert sorted(p.name for p in (tmp_path / "media").iterdir())[0].endswith(".mp4")
 
@@ -90,13 +94,13 @@ def test_resume_continues_the_same_run(tmp_path):
 
 
 def test_nonfinite_steps_are_skipped_then_stop(tmp_path):
-    m = module(disc_start=-1, max_nonfinite_skips=5)
+    m = module(disc_start=-1, max_nonfinite_steps=5)
     tr = trainer(tmp_path, 2)
     tr.fit(m, loader(nan_from=2))  # batch 0 fine, batch 1 has NaN pixels
-    assert int(m.nonfinite_skips) == 1
+    assert int(m.nonfinite.total) == 1
     assert all(torch.isfinite(p).all() for p in m.vae.parameters())
-    stop = module(disc_start=-1, max_nonfinite_skips=1)
-    with pytest.raises(RuntimeError, match="NaN/inf 2 times"):
+    stop = module(disc_start=-1, max_nonfinite_steps=1)
+    with pytest.raises(FloatingPointError, match="VAE loss was non-finite for 2 consecutive"):
         trainer(tmp_path, 10).fit(stop, loader(n=8, nan_from=0))
 
 
@@ -110,7 +114,8 @@ def test_checkpoint_loads_with_weights_only_and_uses_ema(tmp_path):
     vae = load_tokenizer(ckpt)
     x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(vae.decode(vae.encode(x)), m.ema.decode(m.ema.encode(x)))
+        ema = m.ema.module
+        torch.testing.assert_close(vae.decode(vae.encode(x)), ema.decode(ema.encode(x)))
         raw = load_tokenizer(ckpt, use_ema=False)
         assert not torch.allclose(raw.encode(x), vae.encode(x))
     with pytest.raises(FileNotFoundError, match="not found"):
@@ -136,3 +141,79 @@ def test_perceptual_loss_from_local_random_weights(tmp_path):
         PerceptualLoss(backbone="resnet18", weights_path=str(tmp_path / "none.safetensors"))
     with pytest.raises(ValueError, match="perceptual_weights"):
         TokenizerModule(perceptual_weight=0.1)
+
+
+class Snapshots(L.Callback):
+    """The VAE and its EMA after every training step."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, module, *args) -> None:
+        self.states.append({k: v.detach().clone() for k, v in module.state_dict().items()
+                            if k.startswith(("vae.", "ema."))})
+
+
+def poison_gradient(m: TokenizerModule, *, at_calls: set[int]) -> None:
+    """NaN into one VAE weight's gradient on the given backward passes (1-based); the loss
+    stays finite."""
+    calls = {"n": 0}
+
+    def hook(grad):
+        calls["n"] += 1
+        return grad * float("nan") if calls["n"] in at_calls else grad
+
+    m.vae.decoder.conv_out.conv.weight.register_hook(hook)
+
+
+def test_nonfinite_gradient_with_finite_loss_is_skipped(tmp_path):
+    m = module(disc_start=-1, max_nonfinite_steps=1)
+    poison_gradient(m, at_calls={2})
+    snaps = Snapshots()
+    tr = trainer(tmp_path, 3)
+    tr.callbacks.append(snaps)
+    tr.fit(m, loader(n=8))  # a skipped step does not advance global_step: 4 batches
+    first, skipped, third = snaps.states[:3]
+    for state in snaps.states:
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    for key, value in first.items():  # the poisoned step changed nothing, the EMA included
+        torch.testing.assert_close(skipped[key], value, msg=key)
+    assert any(not torch.equal(third[k], skipped[k]) for k in first if k.startswith("ema.module"))
+    assert float(tr.callback_metrics["train/nonfinite_steps"]) == 1.0
+    assert int(m.nonfinite.total) == 1
+
+    stop = module(disc_start=-1, max_nonfinite_steps=1)
+    poison_gradient(stop, at_calls={1, 2})
+    with pytest.raises(FloatingPointError, match="VAE gradient was non-finite for 2 consecutive"):
+        trainer(tmp_path, 2).fit(stop, loader(n=4))
+
+
+class EmaAtStep(L.Callback):
+    """The in-memory EMA once step ``step`` is fully done (at the next batch's start)."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.state = step, None
+
+    def on_train_batch_start(self, trainer, module, *args) -> None:
+        if trainer.global_step == self.step and self.state is None:
+            self.state = {k: v.clone() for k, v in module.state_dict().items()
+                          if k.startswith("ema.")}
+
+
+def test_checkpoint_holds_the_ema_of_its_step(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    four = module(disc_start=-1)
+    tr = trainer(tmp_path / "b", 4)
+    at2 = EmaAtStep(2)
+    every2 = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
+    tr.callbacks += [at2, every2]
+    tr.fit(four, loader(n=2))
+    ckpt = next((tmp_path / "ckpt").glob("*step=2.ckpt"))
+    saved = read_checkpoint(ckpt)["state_dict"]
+    for key, value in at2.state.items():
+        torch.testing.assert_close(saved[key], value, msg=key)
+    resumed = module(disc_start=-1)
+    trainer(tmp_path / "c", 4).fit(resumed, loader(n=2), ckpt_path=str(ckpt))
+    for key, value in four.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)

@@ -122,7 +122,9 @@ def test_precomputed_latents_give_the_same_loss(tok):
     for z0 in (z_pixels, z_pre):
         gen = torch.Generator().manual_seed(5)
         conds = module._conditions(stream, z0, training=True, generator=gen)
-        losses.append(module._diffusion_loss(z0, conds, gen))
+        timesteps = module.diffusion.sample_timesteps(z0.shape[0], generator=gen)
+        losses.append(module._diffusion_loss(module.backbone, z0, conds, gen, timesteps=timesteps,
+                                             p_self_cond=0.9))
     torch.testing.assert_close(losses[0], losses[1])
 
 
@@ -204,5 +206,94 @@ def test_sample_logger_writes_media(kind, tok, tmp_path):
     )
     trainer.fit(module, repeat_loader({"video": clip_stream()}, 2))
     written = sorted(p.name for p in tmp_path.rglob("step_0000002/*"))
-    assert written == ["contact_sheet.png", "sample_00.gif", "sample_00.mp4", "sample_01.gif",
-                       "sample_01.mp4"]
+    assert written == ["contact_sheet.png", "sample_000.gif", "sample_000.mp4", "sample_001.gif",
+                       "sample_001.mp4"]
+
+
+class _Snapshots(pl.Callback):
+    """The backbone and EMA after every optimizer step."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, module, *args) -> None:
+        self.states.append({k: v.detach().clone() for k, v in module.state_dict().items()
+                            if k.startswith(("backbone.", "ema."))})
+
+
+def _poison_gradient(module, *, at_calls: set[int]) -> None:
+    """NaN into one weight's gradient on the given backward passes (1-based); the loss stays
+    finite, so only a gradient check can catch it."""
+    calls = {"n": 0}
+
+    def hook(grad):
+        calls["n"] += 1
+        return grad * float("nan") if calls["n"] in at_calls else grad
+
+    next(module.backbone.parameters()).register_hook(hook)
+
+
+def test_nonfinite_gradient_with_finite_loss_is_skipped(tok, tmp_path):
+    module = tiny_module(tok, max_nonfinite_steps=1)
+    _poison_gradient(module, at_calls={2})
+    snaps = _Snapshots()
+    trainer = _trainer(tmp_path, 3, gradient_clip_val=1.0, callbacks=[snaps])
+    trainer.fit(module, repeat_loader({"video": clip_stream()}, 3))
+    first, skipped, third = snaps.states
+    for state in snaps.states:
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    for key, value in first.items():  # the poisoned step changed nothing, the EMA included
+        torch.testing.assert_close(skipped[key], value, msg=key)
+    assert any(not torch.equal(third[k], skipped[k]) for k in first if k.startswith("ema.module"))
+    assert float(trainer.callback_metrics["train/nonfinite_steps"]) == 1.0
+    assert int(module.nonfinite.total) == 1 and int(module.nonfinite.run) == 0
+
+    stop = tiny_module(tok, max_nonfinite_steps=1)
+    _poison_gradient(stop, at_calls={2, 3})
+    with pytest.raises(FloatingPointError, match="gradient was non-finite for 2 consecutive"):
+        _trainer(tmp_path, 5, gradient_clip_val=1.0).fit(
+            stop, repeat_loader({"video": clip_stream()}, 5)
+        )
+
+
+class _EmaAtStep(pl.Callback):
+    """The in-memory EMA once step ``step`` is fully done (at the next batch's start)."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.state = step, None
+
+    def on_train_batch_start(self, trainer, module, *args) -> None:
+        if trainer.global_step == self.step and self.state is None:
+            self.state = {k: v.clone() for k, v in module.state_dict().items()
+                          if k.startswith("ema.")}
+
+
+def test_checkpoint_holds_the_ema_of_its_step(tok, tmp_path):
+    """A checkpoint written every 2 steps holds the EMA after that step's update, and resuming
+    from it equals an uninterrupted run, the EMA included."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    batch = {"video": clip_stream()}
+    torch.manual_seed(0)
+    four = tiny_module(tok)
+    at2 = _EmaAtStep(2)
+    every2 = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
+    pl.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_progress_bar=False,
+               enable_model_summary=False, default_root_dir=tmp_path / "b",
+               callbacks=[at2, every2]).fit(four, repeat_loader(batch, 4))
+    ckpt = next((tmp_path / "ckpt").glob("*step=2.ckpt"))
+    saved = torch.load(ckpt, weights_only=True)["state_dict"]
+    for key, value in at2.state.items():
+        torch.testing.assert_close(saved[key], value, msg=key)
+    resumed = tiny_module(tok)
+    _trainer(tmp_path / "c", 4).fit(resumed, repeat_loader(batch, 4), ckpt_path=ckpt)
+    for (key, a), b in zip(four.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(b, a, msg=f"{key} differs after resume")
+
+
+def test_skipped_samples_are_summed_over_streams(tok, tmp_path):
+    video, image = clip_stream(), clip_stream(2, frames=1, seed=1)
+    video["skipped"], image["skipped"] = torch.tensor([2]), torch.tensor([3])
+    trainer = _trainer(tmp_path, 1)
+    trainer.fit(tiny_module(tok), repeat_loader({"video": video, "image": image}, 1))
+    assert float(trainer.callback_metrics["train/skipped_samples"]) == 5.0

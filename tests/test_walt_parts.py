@@ -6,8 +6,8 @@ import av
 import pytest
 import torch
 
+from common.lr import WarmupCosineLR
 from walt.lightning.conditioning import BackboneInputs, ConditionConfig, build_conditions
-from walt.lightning.lr import WarmupCosineLR
 from walt.media import contact_sheet, loss_curve, write_gif, write_mp4_clip
 
 NO_FRAMES = BackboneInputs(labels=True, extra=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from common.atomic import atomic_path
 from tokenizer.loading import load_tokenizer, save_tokenizer
 
 
@@ -26,7 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.out.endswith(".safetensors"):
         parser.error(f"output must end with .safetensors, got {args.out}")
     vae = load_tokenizer(args.ckpt, use_ema=not args.raw)
-    path = save_tokenizer(vae, args.out)
+    with atomic_path(args.out) as tmp:  # never a truncated export
+        save_tokenizer(vae, tmp)
+    path = args.out
     n = sum(p.numel() for p in vae.parameters())
     print(f"wrote {path} ({n / 1e6:.2f}M parameters, latent_channels={vae.latent_channels})")
 

@@ -41,10 +41,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def vae_state_from_checkpoint(checkpoint: dict[str, Any], *, use_ema: bool = True) -> dict:
     """The VAE's state dict inside a ``TokenizerModule`` checkpoint (EMA weights by default)."""
-    prefix = "ema." if use_ema else "vae."
-    state = {
-        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
-    }
+    # EMA weights live under "ema.module." (common.ema.EMA); older checkpoints used "ema."
+    prefixes = ("ema.module.", "ema.") if use_ema else ("vae.",)
+    sd = checkpoint["state_dict"]
+    prefix = next((p for p in prefixes if any(k.startswith(p) for k in sd)), prefixes[0])
+    state = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     if not state:
         raise ValueError(
             f"checkpoint has no '{prefix}*' weights; is it a TokenizerModule checkpoint?"

@@ -1,24 +1,32 @@
 """LightningModule training the causal VAE with the MAGVIT-v2 loss recipe.
 
-Manual optimisation with two Adam optimisers (VAE, discriminator), an EMA of the VAE used for
-validation and export, a NaN/inf guard, and joint image + video batches (a dict of streams,
-see docs/CONVENTIONS.md). ``trainer.global_step`` counts VAE (generator) steps only: the
-discriminator's optimiser is stepped directly so it does not advance the step counter.
+Manual optimisation with two optimisers (VAE, discriminator; Adam by default), an EMA of the VAE
+used for validation and export, a NaN/inf guard, and joint image + video batches (a dict of
+streams, see docs/CONVENTIONS.md). ``trainer.global_step`` counts VAE (generator) steps only: the
+discriminator's optimiser is stepped directly so it does not advance the step counter. The EMA,
+the learning-rate schedule, the guard, the per-step seeding and the media logging are the ones
+``walt.lightning.WALTModule`` uses (``common``).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from common.atomic import atomic_path
+from common.ema import EMA
+from common.hparams import keep_plain_hparams
+from common.media_log import log_media
+from common.nonfinite import NonFiniteGuard, check_finite_state, drop_grads, grads_finite
+from common.run_paths import module_output_path
+from common.seeding import step_generator
 from data.encode import write_mp4
 from tokenizer.discriminator import Discriminator3d
-from tokenizer.ema import ema_decay_at, update_ema
 from tokenizer.loading import save_tokenizer
 from tokenizer.losses import (
     LeCAM,
@@ -27,7 +35,7 @@ from tokenizer.losses import (
     hinge_d_loss,
     reconstruction_loss,
 )
-from tokenizer.media import log_to_logger, side_by_side
+from tokenizer.media import side_by_side
 from tokenizer.metrics import psnr, ssim
 from tokenizer.perceptual import PerceptualLoss
 from tokenizer.vae import CausalVAE
@@ -43,17 +51,21 @@ def batch_streams(batch: dict) -> dict[str, torch.Tensor]:
     return streams
 
 
+def _default_optimizer(params) -> torch.optim.Optimizer:
+    """MAGVIT-v2's optimiser: Adam, lr 1e-4, betas (0, 0.99)."""
+    return torch.optim.Adam(params, lr=1e-4, betas=(0.0, 0.99))
+
+
 class TokenizerModule(L.LightningModule):
     """Train ``CausalVAE`` (reconstruction + KL + perceptual + GAN with LeCAM).
 
     Args:
         preset: ``CausalVAE`` preset name (``tiny``, ``walt``, ``walt-image``).
         vae_overrides: constructor overrides for the preset.
-        lr: Adam learning rate (MAGVIT-v2: 1e-4), for both optimisers.
-        betas: Adam betas (MAGVIT-v2: (0, 0.99)).
-        weight_decay: Adam weight decay.
-        warmup_steps: linear learning-rate warm-up steps.
-        cosine_steps: if > 0, cosine decay to 0 over this many steps (W.A.L.T uses cosine).
+        optimizer: optimiser factory, called once for the VAE and once for the discriminator
+            (default: MAGVIT-v2's Adam, lr 1e-4, betas (0, 0.99)).
+        lr_scheduler: scheduler factory for the VAE's optimiser, stepped every VAE step (e.g.
+            ``common.lr.WarmupCosineLR``); None keeps the rate constant.
         ema_decay: EMA decay of the VAE weights (0.999), warmed up over the first steps.
         recon_loss: ``"l1"`` or ``"l2"``.
         recon_weight: reconstruction weight (5.0).
@@ -68,12 +80,15 @@ class TokenizerModule(L.LightningModule):
         disc_base_channels: discriminator width unit.
         disc_channel_mults: discriminator down-block multipliers (2,4,4,4,4).
         grad_clip: max gradient norm (0 disables clipping).
-        max_nonfinite_skips: raise after this many skipped (NaN/inf) steps.
+        max_nonfinite_steps: consecutive steps with a non-finite loss or gradient tolerated (each
+            skipped, counted in ``train/nonfinite_steps``) before training stops with an error.
         stream_weights: loss weight per batch stream (default 1 each).
         media_every: write input|reconstruction mp4s every N steps (0 disables).
-        media_dir: where to write them (default ``<log_dir>/media``).
+        media_dir: where to write them (default ``<log_dir>/media``); a relative path is under
+            ``trainer.default_root_dir``.
         seed: base seed of the posterior sampling (seeded per step, so resumes are exact).
-        export_path: if set, the EMA VAE is exported to this ``.safetensors`` at the end of fit.
+        export_path: if set, the EMA VAE is exported to this ``.safetensors`` at the end of fit;
+            a relative path is under ``trainer.default_root_dir``.
     """
 
     def __init__(
@@ -81,11 +96,8 @@ class TokenizerModule(L.LightningModule):
         *,
         preset: str = "tiny",
         vae_overrides: dict[str, Any] | None = None,
-        lr: float = 1e-4,
-        betas: tuple[float, float] = (0.0, 0.99),
-        weight_decay: float = 0.0,
-        warmup_steps: int = 0,
-        cosine_steps: int = 0,
+        optimizer: OptimizerCallable = _default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
         ema_decay: float = 0.999,
         recon_loss: str = "l1",
         recon_weight: float = 5.0,
@@ -100,7 +112,7 @@ class TokenizerModule(L.LightningModule):
         disc_base_channels: int = 64,
         disc_channel_mults: tuple[int, ...] = (2, 4, 4, 4, 4),
         grad_clip: float = 1.0,
-        max_nonfinite_skips: int = 20,
+        max_nonfinite_steps: int = 20,
         stream_weights: dict[str, float] | None = None,
         media_every: int = 0,
         media_dir: str | None = None,
@@ -109,9 +121,11 @@ class TokenizerModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        keep_plain_hparams(self.hparams)  # drop factories passed from Python (weights_only loads)
         self.automatic_optimization = False
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.vae = CausalVAE.from_preset(preset, **(vae_overrides or {}))
-        self.ema = copy.deepcopy(self.vae).requires_grad_(False)
+        self.ema = EMA(self.vae, decay=ema_decay)
         self.disc = Discriminator3d(
             base_channels=disc_base_channels, channel_mults=disc_channel_mults
         )
@@ -125,27 +139,15 @@ class TokenizerModule(L.LightningModule):
                 weights_path=perceptual_weights,
                 max_frames=perceptual_frames,
             )
-        self.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))
+        self.nonfinite = NonFiniteGuard(max_steps=max_nonfinite_steps)
 
     # ---- optimisation set-up --------------------------------------------------------------
-    def _lr_factor(self, step: int) -> float:
-        hp = self.hparams
-        factor = min(1.0, (step + 1) / hp.warmup_steps) if hp.warmup_steps > 0 else 1.0
-        if hp.cosine_steps > 0:
-            progress = min(1.0, step / hp.cosine_steps)
-            factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
-        return factor
-
     def configure_optimizers(self):
-        hp = self.hparams
-        opt_g = torch.optim.Adam(
-            self.vae.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
-        )
-        opt_d = torch.optim.Adam(
-            self.disc.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
-        )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt_g, self._lr_factor)
-        return [opt_g, opt_d], [sched]
+        opt_g = self.optimizer_factory(self.vae.parameters())
+        opt_d = self.optimizer_factory(self.disc.parameters())
+        if self.scheduler_factory is None:
+            return [opt_g, opt_d]
+        return [opt_g, opt_d], [self.scheduler_factory(opt_g)]
 
     # ---- losses ---------------------------------------------------------------------------
     def _generator_loss(self, x: torch.Tensor, gen: torch.Generator, use_disc: bool, name: str):
@@ -182,32 +184,23 @@ class TokenizerModule(L.LightningModule):
         }
         return loss, logs
 
-    def _skip(self, what: str) -> None:
-        """Count a non-finite step and stop once the configured budget is exhausted."""
-        self.nonfinite_skips += 1
-        if int(self.nonfinite_skips) > self.hparams.max_nonfinite_skips:
-            raise RuntimeError(
-                f"{what} was NaN/inf {int(self.nonfinite_skips)} times (max_nonfinite_skips="
-                f"{self.hparams.max_nonfinite_skips}); lower the lr or check the data"
-            )
-
     def _finite_backward_step(
-        self, loss: torch.Tensor, opt, params, what: str, lightning_step: bool
-    ) -> bool:
+        self, loss: torch.Tensor, opt, params: list, lightning_step: bool
+    ) -> str | None:
+        """Backward, clip, check, step; returns what was non-finite (the step then skipped)."""
         if not torch.isfinite(loss):
-            self._skip(f"{what} loss")
-            return False
+            return "loss"
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         clip = self.hparams.grad_clip if self.hparams.grad_clip > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        if not torch.isfinite(norm):
-            opt.zero_grad(set_to_none=True)
-            self._skip(f"{what} gradient")
-            return False
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        # Checked after clipping: one NaN gradient makes the norm NaN and clipping spreads it.
+        if not grads_finite(params):
+            drop_grads(params)
+            return "gradient"
         # the discriminator's raw optimiser is stepped so global_step counts VAE steps only
         opt.step() if lightning_step else opt.optimizer.step()
-        return True
+        return None
 
     # ---- training ---------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> None:
@@ -217,27 +210,29 @@ class TokenizerModule(L.LightningModule):
         streams = batch_streams(batch)
         weights = hp.stream_weights or {}
         use_disc = 0 <= hp.disc_start <= step
-        gen = torch.Generator(device=self.device).manual_seed(hp.seed * 1_000_003 + step)
+        gen = step_generator(hp.seed, step=step, rank=self.global_rank, device=self.device)
         total, recons, logs = 0.0, {}, {}
         for name, x in streams.items():
             loss, recons[name], slogs = self._generator_loss(x, gen, use_disc, name)
             total = total + weights.get(name, 1.0) * loss
             logs.update(slogs)
-        stepped = self._finite_backward_step(total, opt_g, list(self.vae.parameters()), "VAE", True)
-        if stepped:
-            self.lr_schedulers().step()
-            update_ema(self.ema, self.vae, ema_decay_at(step, hp.ema_decay))
+        bad = self._finite_backward_step(total, opt_g, list(self.vae.parameters()), True)
+        bad = f"VAE {bad}" if bad else None
+        if bad is None:
+            if self.lr_schedulers() is not None:
+                self.lr_schedulers().step()
+            self.ema.update(self.vae)
         if use_disc:
             d_total = 0.0
             for name, x in streams.items():
                 d_loss, dlogs = self._disc_loss(x, recons[name], name)
                 d_total = d_total + d_loss
                 logs.update(dlogs)
-            self._finite_backward_step(
-                d_total, opt_d, list(self.disc.parameters()), "discriminator", False
-            )
+            d_bad = self._finite_backward_step(d_total, opt_d, list(self.disc.parameters()), False)
+            bad = bad or (f"discriminator {d_bad}" if d_bad else None)
+        self.nonfinite.record(bad is None, what=bad or "")
         logs["loss"] = total.detach() if torch.is_tensor(total) else torch.tensor(total)
-        logs["nonfinite_skips"] = self.nonfinite_skips.float()
+        logs["nonfinite_steps"] = self.nonfinite.total.float()
         logs["lr"] = torch.tensor(opt_g.param_groups[0]["lr"])
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False)
         self.log(
@@ -251,20 +246,20 @@ class TokenizerModule(L.LightningModule):
 
     def _media_root(self) -> Path:
         if self.hparams.media_dir:
-            return Path(self.hparams.media_dir)
+            return module_output_path(self, self.hparams.media_dir)
         log_dir = self.trainer.log_dir if self.trainer is not None else None
         return Path(log_dir or ".") / "media"
 
     def _write_media(self, inp: torch.Tensor, out: torch.Tensor, tag: str, step: int) -> None:
-        frames = side_by_side(inp, out)
+        frames = side_by_side(inp, out)  # (T, H, 2W, 3) uint8
         path = write_mp4(frames, self._media_root() / f"{tag}_step{step:07d}.mp4")
-        if self.logger is not None:
-            log_to_logger(self.logger, frames, path, tag=f"media/{tag}", step=step)
+        log_media(self.loggers, tag=f"media/{tag}", step=step, videos=[path], image=frames[0])
 
     # ---- validation (EMA weights) -----------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         for name, x in batch_streams(batch).items():
-            recon = self.ema.decode(self.ema.encode(x, stream=False), stream=False)
+            ema = self.ema.module
+            recon = ema.decode(ema.encode(x, stream=False), stream=False)
             self.log(f"val/{name}/psnr", psnr(recon, x).mean(), sync_dist=True)
             self.log(f"val/{name}/ssim", ssim(recon, x).mean(), sync_dist=True)
             self.log(
@@ -278,16 +273,18 @@ class TokenizerModule(L.LightningModule):
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the tokenizer's own config (with latent statistics) for load_tokenizer / latent_stats
-        checkpoint["tokenizer_config"] = copy.deepcopy(self.ema.config)
+        checkpoint["tokenizer_config"] = copy.deepcopy(self.ema.module.config)
+        check_finite_state(checkpoint["state_dict"])
         # LightningCLI stores a callable here; drop it so the file loads with weights_only=True
         checkpoint.get("hyper_parameters", {}).pop("_instantiator", None)
 
     def on_train_end(self) -> None:
         if self.hparams.export_path and self.global_rank == 0:
-            save_tokenizer(self.ema, self.hparams.export_path)
+            with atomic_path(module_output_path(self, self.hparams.export_path)) as tmp:
+                save_tokenizer(self.ema.module, tmp)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         config = checkpoint.get("tokenizer_config")
         if config is not None:
-            for vae in (self.vae, self.ema):
+            for vae in (self.vae, self.ema.module):
                 vae.set_latent_stats(config["latent_mean"], config["latent_std"])

@@ -19,6 +19,7 @@ from pathlib import Path
 import braceexpand
 import torch
 
+from common.atomic import atomic_open
 from data.shape_detector import score_samples
 from walt.media import loss_curve
 
@@ -45,7 +46,8 @@ def evaluate(samples_dir: str | Path, shards: str, metrics: str | Path | None = 
     score = score_samples(saved["pixels"], requested)
     if metrics is not None:
         loss_curve(metrics, samples_dir / "loss_curve.png")
-    (samples_dir / "score.json").write_text(json.dumps(score, indent=2))
+    with atomic_open(samples_dir / "score.json", "w") as f:
+        f.write(json.dumps(score, indent=2))
     return score
 
 

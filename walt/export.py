@@ -20,6 +20,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from common.atomic import atomic_path
+
 # Only the project's own classes may be rebuilt from an export's metadata.
 _TRUSTED_PREFIXES = ("models.", "walt.")
 
@@ -38,8 +40,8 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     hparams = _plain(state.get("hyper_parameters", {}))
     meta = {"config": json.dumps(hparams), "global_step": str(state.get("global_step", 0))}
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(out), metadata=meta)
+    with atomic_path(out) as tmp:
+        save_file(weights, str(tmp), metadata=meta)
     return out
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from common.atomic import atomic_path
 from walt.lightning import WALTModule
-from walt.media import contact_sheet, write_gif, write_mp4_clip
+from walt.media import write_samples
 
 
 def load_module(ckpt: str | Path, *, device: str = "cpu") -> WALTModule:
@@ -77,14 +78,11 @@ def main(argv: list[str] | None = None) -> Path:
         )
     pixels = torch.cat(videos)  # (B, C, T, H, W)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     names = json.loads(Path(args.class_names).read_text()) if args.class_names else None
     captions = [names[v] if names else f"class {v}" for v in labels] if labels else None
-    for i, video in enumerate(pixels):
-        write_mp4_clip(video, out / f"sample_{i:03d}.mp4", fps=args.fps)
-        write_gif(video, out / f"sample_{i:03d}.gif", fps=args.fps, scale=2)
-    contact_sheet(pixels, out / "contact_sheet.png", labels=captions)
-    torch.save({"pixels": pixels, "labels": labels}, out / "samples.pt")
+    write_samples(pixels, out, labels=captions, fps=args.fps)
+    with atomic_path(out / "samples.pt") as tmp:
+        torch.save({"pixels": pixels, "labels": labels}, tmp)
     print(out)
     return out
 

@@ -1,7 +1,8 @@
 """Writing generated clips: mp4 (PyAV), gif and PNG contact sheets (Pillow), loss curves (matplotlib).
 
 Everything takes pixels in the project's convention, ``(C, T, H, W)`` or ``(B, C, T, H, W)``
-floats in ``[-1, 1]``.
+floats in ``[-1, 1]``. Every file is written through ``common.atomic``: an interrupted write
+leaves the previous file or none, never a truncated one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from common.atomic import atomic_path
 from data.encode import to_uint8_frames, write_mp4
 
 
@@ -29,10 +31,10 @@ def write_gif(video: torch.Tensor, path: str | Path, *, fps: float = 8.0, scale:
     if scale > 1:
         images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in images]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
-    )
+    with atomic_path(path) as tmp:
+        images[0].save(
+            tmp, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+        )
     return path
 
 
@@ -67,9 +69,38 @@ def contact_sheet(
         if labels:
             draw.text((4, row * (hs + 2) + hs // 2 - 6), str(labels[row])[:18], fill="black")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp)
     return path
+
+
+def write_samples(
+    videos: torch.Tensor,
+    out: str | Path,
+    *,
+    labels: Sequence[str] | None = None,
+    fps: float = 8.0,
+) -> tuple[list[Path], Path]:
+    """Write a batch of generated clips: ``sample_XXX.mp4`` and ``.gif`` per clip, and a
+    ``contact_sheet.png`` with a row per clip captioned by ``labels``.
+
+    Shared by ``python -m walt.generate`` and the training-time ``SampleLogger``.
+
+    Args:
+        videos: (B, C, T, H, W) in [-1, 1].
+        out: output folder (created).
+        labels: one caption per clip (e.g. ``class 3`` or the class name).
+        fps: frame rate of the mp4s and gifs.
+
+    Returns:
+        the mp4 paths and the contact sheet's path.
+    """
+    out = Path(out)
+    mp4s = []
+    for i, video in enumerate(videos):
+        mp4s.append(write_mp4_clip(video, out / f"sample_{i:03d}.mp4", fps=fps))
+        write_gif(video, out / f"sample_{i:03d}.gif", fps=fps, scale=2)
+    return mp4s, contact_sheet(videos, out / "contact_sheet.png", labels=labels)
 
 
 def loss_curve(metrics_csv: str | Path, path: str | Path, *, keys: Sequence[str] | None = None) -> Path:
@@ -97,8 +128,8 @@ def loss_curve(metrics_csv: str | Path, path: str | Path, *, keys: Sequence[str]
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 

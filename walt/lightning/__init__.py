@@ -1,8 +1,9 @@
-"""Lightning modules, callbacks and schedules of the diffusion stage."""
+"""Lightning modules and callbacks of the diffusion stage (``WarmupCosineLR`` is
+``common.lr``'s, re-exported because configs name ``walt.lightning.WarmupCosineLR``)."""
 
+from common.lr import WarmupCosineLR
 from walt.lightning.callbacks import SampleLogger
 from walt.lightning.conditioning import ConditionConfig
-from walt.lightning.lr import WarmupCosineLR
 from walt.lightning.module import WALTModule
 
 __all__ = ["ConditionConfig", "SampleLogger", "WALTModule", "WarmupCosineLR"]

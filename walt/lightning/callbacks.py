@@ -10,14 +10,16 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
-from walt.media import contact_sheet, write_gif, write_mp4_clip
+from common.media_log import log_media
+from walt.media import write_samples
 
 
 class SampleLogger(Callback):
     """Every ``every_n_steps`` optimizer steps, sample clips with the EMA weights and write them.
 
-    Files go to ``<log_dir>/samples/step_XXXXXXX/`` as mp4, gif and a PNG contact sheet; the
-    videos also go to the logger when it takes videos (wandb, TensorBoard).
+    Files go to ``<log_dir>/samples/step_XXXXXXX/`` as mp4, gif and a PNG contact sheet
+    (``walt.media.write_samples``); the loggers that take media get them too
+    (``common.media_log``: the mp4s and the sheet to wandb, the sheet to TensorBoard).
 
     Args:
         every_n_steps: sampling period in optimizer steps (0 disables).
@@ -65,12 +67,9 @@ class SampleLogger(Callback):
         pl_module.train(was_training)
         out = Path(trainer.log_dir or trainer.default_root_dir) / "samples" / f"step_{step:07d}"
         names = [f"class {int(v)}" for v in labels] if labels is not None else None
-        mp4s = []
-        for i, video in enumerate(videos):
-            mp4s.append(write_mp4_clip(video, out / f"sample_{i:02d}.mp4", fps=self.fps))
-            write_gif(video, out / f"sample_{i:02d}.gif", fps=self.fps, scale=2)
-        sheet = contact_sheet(videos, out / "contact_sheet.png", labels=names)
-        _log_media(trainer, mp4s, sheet, step)
+        mp4s, sheet = write_samples(videos, out, labels=names, fps=self.fps)
+        image = np.asarray(Image.open(sheet).convert("RGB"))  # (H, W, 3) uint8
+        log_media(trainer.loggers, tag="samples", step=step, videos=mp4s, image=image)
         return out
 
 
@@ -79,23 +78,3 @@ def _labels(pl_module: LightningModule, n: int) -> torch.Tensor | None:
     if not num_classes:
         return None
     return torch.arange(n, device=pl_module.device) % num_classes
-
-
-def _log_media(trainer: Trainer, videos: list[Path], sheet: Path, step: int) -> None:
-    """Send the written files to the loggers that take media: the mp4s to wandb, the contact
-    sheet to wandb and TensorBoard (which would need moviepy to encode videos itself)."""
-    for logger in trainer.loggers:
-        experiment = logger.experiment
-        if type(logger).__name__ == "WandbLogger":
-            import wandb
-
-            experiment.log(
-                {
-                    "samples": [wandb.Video(str(p)) for p in videos],
-                    "samples_sheet": wandb.Image(str(sheet)),
-                    "trainer/global_step": step,
-                }
-            )
-        elif hasattr(experiment, "add_image"):  # TensorBoard
-            image = np.asarray(Image.open(sheet).convert("RGB"))
-            experiment.add_image("samples", image, step, dataformats="HWC")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import torch
@@ -18,6 +17,11 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import grad_norm
 from torch import Tensor, nn
 
+from common.ema import EMA
+from common.hparams import keep_plain_hparams
+from common.nonfinite import NonFiniteGuard, check_finite_state, drop_grads, grads_finite
+from common.seeding import step_generator
+from data.callbacks import count_skipped
 from walt.diffusion import GaussianDiffusion
 from walt.lightning.conditioning import (
     BackboneInputs,
@@ -25,7 +29,6 @@ from walt.lightning.conditioning import (
     Conditions,
     build_conditions,
 )
-from walt.lightning.ema import make_ema
 from walt.lightning.generation import generate_latents
 from walt.lightning.latents import LatentCodec
 from walt.samplers import SamplerName
@@ -53,17 +56,18 @@ class WALTModule(LightningModule):
         size: pixel (H, W) of a training clip; sets the sampling shape.
         optimizer: optimizer factory (AdamW by default, as in the paper's benchmarks).
         lr_scheduler: scheduler factory, stepped every optimizer step (e.g. WarmupCosineLR).
-        ema_decay: decay of the weight EMA used for validation and sampling.
+        ema_decay: decay of the weight EMA used for validation and sampling (warmed up, see
+            ``common.ema``); updated right after each optimizer step.
         conditioning: self-conditioning, frame-conditioning and dropout probabilities.
         image_loss_weight: weight of the image stream's loss in joint training.
         sampler: default sampler for ``generate``.
         num_sample_steps: default number of sampling steps (50 DDIM steps in the paper).
         guidance_scale: default classifier-free guidance scale (1 = no guidance).
-        max_nonfinite_steps: consecutive non-finite losses tolerated (each skipped and logged)
-            before training stops with an error.
+        max_nonfinite_steps: consecutive steps with a non-finite loss or gradient tolerated (each
+            skipped, counted in ``train/nonfinite_steps``) before training stops with an error.
         seed: base of the per-step random generator (noise, timesteps, dropout, masks). Each
-            step reseeds it from (seed, step, rank), so a resumed run draws exactly what an
-            uninterrupted one would, with no generator state to checkpoint.
+            step reseeds it from (seed, step, rank) (``common.seeding``), so a resumed run draws
+            exactly what an uninterrupted one would, with no generator state to checkpoint.
     """
 
     def __init__(
@@ -92,7 +96,7 @@ class WALTModule(LightningModule):
         # Under the CLI the saved hyperparameters are the config itself (class paths included),
         # so `WALTModule.load_from_checkpoint` rebuilds the backbone and diffusion from them.
         self.save_hyperparameters()
-        _keep_plain_hparams(self.hparams)
+        keep_plain_hparams(self.hparams)
         self.backbone = backbone
         self.diffusion = diffusion
         self.codec = LatentCodec(tokenizer, latent_channels=latent_channels)
@@ -100,17 +104,16 @@ class WALTModule(LightningModule):
         self.text_encoder = (
             TextEncoder(text_encoder, max_length=text_max_length) if text_encoder else None
         )
-        self.ema = make_ema(backbone, decay=ema_decay)
+        self.ema = EMA(backbone, decay=ema_decay)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.cond_cfg = conditioning or ConditionConfig()
         self.num_frames, self.size = num_frames, (size, size) if isinstance(size, int) else tuple(size)
         self.codec.check_frames(num_frames, self.size)
         self.image_loss_weight = image_loss_weight
         self.sampler_name, self.num_sample_steps = sampler, num_sample_steps
-        self.guidance_scale, self.max_nonfinite_steps = guidance_scale, max_nonfinite_steps
-        self.seed = seed
-        self._nonfinite_run = 0
-        self._skip_update = False
+        self.guidance_scale, self.seed = guidance_scale, seed
+        self.nonfinite = NonFiniteGuard(max_steps=max_nonfinite_steps)
+        self._loss_finite, self._step_ok = True, False
         self._step_t0: float | None = None
 
     # ------------------------------------------------------------------ training
@@ -121,21 +124,24 @@ class WALTModule(LightningModule):
             stream = self._with_text(stream)
             z0 = self.codec.latents(stream)  # (B, c, t, h, w), normalized
             conds = self._conditions(stream, z0, training=True, generator=gen)
-            loss = self._diffusion_loss(z0, conds, gen)
+            timesteps = self.diffusion.sample_timesteps(z0.shape[0], generator=gen).to(z0.device)
+            loss = self._diffusion_loss(
+                self.backbone, z0, conds, gen, timesteps=timesteps,
+                p_self_cond=self.cond_cfg.p_self_cond,
+            )
             weight = self.image_loss_weight if name == "image" else 1.0
             total = total + weight * loss
             self.log(f"train/loss_{name}", loss, prog_bar=True, batch_size=z0.shape[0])
             n_samples += z0.shape[0]
             n_tokens += z0.shape[0] * z0.shape[2] * z0.shape[3] * z0.shape[4]
-            if "skipped" in stream:
-                self.log("train/skipped_samples", stream["skipped"].float().sum(), reduce_fx="sum")
+        # Summed over the streams: a joint step logs one count for its video and image streams.
+        self.log("train/skipped_samples", float(count_skipped(batch)), reduce_fx="sum")
         self._log_throughput(n_samples, n_tokens)
         return self._guard_nonfinite(total)
 
     def _step_generator(self) -> torch.Generator:
         """CPU generator for this step and rank; reseeded every step (see ``seed``)."""
-        step, rank = self.global_step, self.global_rank
-        return torch.Generator().manual_seed(self.seed + 1_000_003 * step + 7919 * rank)
+        return step_generator(self.seed, step=self.global_step, rank=self.global_rank)
 
     def _conditions(
         self, stream: Mapping[str, Any], z0: Tensor, *, training: bool, generator: torch.Generator
@@ -160,52 +166,66 @@ class WALTModule(LightningModule):
         emb, mask = self.text_encoder(stream["caption"])
         return {**stream, "text_emb": emb, "text_mask": mask}
 
-    def _diffusion_loss(self, z0: Tensor, conds: Conditions, gen: torch.Generator) -> Tensor:
-        """One denoising loss, with W.A.L.T's self-conditioning (Chen et al., Analog Bits)."""
-        b = z0.shape[0]
-        t = self.diffusion.sample_timesteps(b, generator=gen).to(z0.device)
+    def _diffusion_loss(
+        self,
+        net: nn.Module,
+        z0: Tensor,
+        conds: Conditions,
+        gen: torch.Generator,
+        *,
+        timesteps: Tensor,
+        p_self_cond: float,
+    ) -> Tensor:
+        """The denoising loss of ``net`` at ``timesteps`` (B,), for training and evaluation,
+        with W.A.L.T's self-conditioning (Chen et al., Analog Bits) used with probability
+        ``p_self_cond`` (one coin per batch, as in Analog Bits)."""
         noise = torch.randn(z0.shape, generator=gen).to(z0)
-        z_t = self.diffusion.q_sample(z0, t, noise)
+        z_t = self.diffusion.q_sample(z0, timesteps, noise)
         self_cond = None
-        use_sc = getattr(self.backbone, "use_self_cond", False)
-        # One coin per batch (as in Analog Bits): the extra pass is skipped when it comes up tails.
-        if use_sc and torch.rand((), generator=gen) < self.cond_cfg.p_self_cond:
+        use_sc = getattr(net, "use_self_cond", False)
+        if use_sc and torch.rand((), generator=gen) < p_self_cond:
             # First pass without gradients estimates x0; the second pass sees it stop-gradded.
             with torch.no_grad():
-                pred = self.backbone(z_t, t.float(), **conds.model_kwargs())
-                self_cond = self.diffusion.pred_to_x0(pred, z_t, t).detach()
-        pred = self.backbone(z_t, t.float(), self_cond=self_cond, **conds.model_kwargs())
-        return self.diffusion.loss(pred, z0, noise, t, mask=conds.loss_mask)
+                pred = net(z_t, timesteps.float(), **conds.model_kwargs())
+                self_cond = self.diffusion.pred_to_x0(pred, z_t, timesteps).detach()
+        pred = net(z_t, timesteps.float(), self_cond=self_cond, **conds.model_kwargs())
+        return self.diffusion.loss(pred, z0, noise, timesteps, mask=conds.loss_mask)
 
     def _guard_nonfinite(self, loss: Tensor) -> Tensor:
-        """Skip (and count) steps whose loss is not finite on any rank; stop after too many."""
+        """A non-finite loss on any rank skips the step (see ``configure_gradient_clipping``)."""
         finite = bool(torch.isfinite(loss).all())
-        finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        self._skip_update = not finite
-        if finite:
-            self._nonfinite_run = 0
+        self._loss_finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if self._loss_finite:
             self.log("train/loss", loss, prog_bar=True)
             return loss
-        self._nonfinite_run += 1
-        self.log("train/nonfinite_steps", float(self._nonfinite_run))
-        if self._nonfinite_run > self.max_nonfinite_steps:
-            raise FloatingPointError(
-                f"the loss was non-finite for {self._nonfinite_run} consecutive steps "
-                f"(limit max_nonfinite_steps={self.max_nonfinite_steps}); lower the learning "
-                "rate, check the data, or check the tokenizer's latent statistics"
-            )
         # A zero loss that still touches every parameter keeps DDP's gradient all-reduce in step.
         return sum(p.sum() * 0.0 for p in self.backbone.parameters() if p.requires_grad)
 
-    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
-        optimizer_closure()  # forward + backward (+ clipping via the precision plugin)
-        if self._skip_update:
-            return
-        optimizer.step()
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """Clip, then check: called by Lightning after backward and AMP unscaling, right before
+        the optimizer steps. A non-finite loss or gradient drops every gradient, so the
+        optimizer leaves the weights and its state alone (and ``optimizer_step`` skips the EMA);
+        the step is counted, and too many in a row stop training. Gradients are identical on
+        every rank after DDP's all-reduce, so every rank takes the same decision."""
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        finite = self._loss_finite and grads_finite(params)
+        what = "gradient" if self._loss_finite else "loss"
+        if not self.nonfinite.record(finite, what=what):
+            drop_grads(params)
+        self._step_ok = finite
+        self.log("train/nonfinite_steps", self.nonfinite.total.float())
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if not self._skip_update:
-            self.ema.update_parameters(self.backbone)
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        # forward, backward, unscaling, clipping and the finiteness check, then the update
+        self._step_ok = False
+        optimizer.step(closure=optimizer_closure)
+        if self._step_ok:
+            # Here, not in on_train_batch_end: ModelCheckpoint saves in its on_train_batch_end,
+            # which Lightning runs before the module's, so the checkpoint holds this update.
+            self.ema.update(self.backbone)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         norms = grad_norm(self.backbone, norm_type=2)
@@ -236,11 +256,12 @@ class WALTModule(LightningModule):
             z0 = self.codec.latents(stream)
             conds = self._conditions(stream, z0, training=False, generator=gen)
             b = z0.shape[0]
-            t = torch.linspace(0, self.diffusion.num_train_steps - 1, b).round().long().to(z0.device)
-            noise = torch.randn(z0.shape, generator=gen).to(z0)
-            z_t = self.diffusion.q_sample(z0, t, noise)
-            pred = self.ema.module(z_t, t.float(), **conds.model_kwargs())
-            loss = self.diffusion.loss(pred, z0, noise, t, mask=conds.loss_mask)
+            # Evenly spaced timesteps: the same every round, so numbers are comparable.
+            last = self.diffusion.num_train_steps - 1
+            timesteps = torch.linspace(0, last, b).round().long().to(z0.device)
+            loss = self._diffusion_loss(
+                self.ema.module, z0, conds, gen, timesteps=timesteps, p_self_cond=0.0
+            )
             self.log(f"{split}/loss_{name}", loss, batch_size=b, sync_dist=True)
 
     def predict_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> dict:
@@ -327,36 +348,18 @@ class WALTModule(LightningModule):
         sd = checkpoint["state_dict"]
         for key in [k for k in sd if k.startswith(_FROZEN)]:
             del sd[key]
+        check_finite_state(sd)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         sd = checkpoint["state_dict"]
+        # The frozen parts, and the guard's counters that older checkpoints lack, keep their
+        # current values.
         for key, value in self.state_dict().items():
-            if key.startswith(_FROZEN):
+            if key.startswith((*_FROZEN, "nonfinite.")):
                 sd.setdefault(key, value)
 
 
 _FROZEN = ("codec.", "text_encoder.")
-
-
-def _keep_plain_hparams(hparams: dict[str, Any]) -> None:
-    """Keep only plain data, so checkpoints load with ``weights_only=True``.
-
-    Objects passed directly from Python (a built backbone, a diffusion) are dropped; under the
-    CLI the same entries are plain ``class_path`` / ``init_args`` dicts and are kept.
-    """
-    for key, value in list(hparams.items()):
-        if is_dataclass(value) and not isinstance(value, type):
-            hparams[key] = asdict(value)
-        elif not _is_plain(value):
-            del hparams[key]
-
-
-def _is_plain(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def _check_backbone_channels(backbone: nn.Module, latent_channels: int) -> None:
