@@ -47,7 +47,7 @@ class GaussianDiffusion:
     schedule; coefficients are gathered per call on the device of ``t`` and cast to the data dtype.
 
     Args:
-        num_train_steps: number of discrete training steps ``T`` (timesteps are ``0..T-1``).
+        num_train_timesteps: number of discrete training steps ``T`` (timesteps are ``0..T-1``).
         schedule: beta schedule kind, see :func:`walt.diffusion.schedules.make_betas`.
         beta_start: first beta of the linear schedules.
         beta_end: last beta of the linear schedules.
@@ -61,7 +61,7 @@ class GaussianDiffusion:
     def __init__(
         self,
         *,
-        num_train_steps: int = 1000,
+        num_train_timesteps: int = 1000,
         schedule: ScheduleKind = "linear",
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
@@ -76,20 +76,20 @@ class GaussianDiffusion:
             )
         if min_snr_gamma <= 0:
             raise ValueError(f"min_snr_gamma must be > 0, got {min_snr_gamma}")
-        self.num_train_steps = num_train_steps
+        self.num_train_timesteps = num_train_timesteps
         self.schedule = schedule
         self.rescale_zero_snr = rescale_zero_snr
         self.prediction: Prediction = prediction
         self.loss_weighting: LossWeighting = loss_weighting
         self.min_snr_gamma = min_snr_gamma
-        self.betas = make_betas(schedule, num_train_steps, beta_start, beta_end, rescale_zero_snr)
+        self.betas = make_betas(schedule, num_train_timesteps, beta_start, beta_end, rescale_zero_snr)
         self.alphas_cumprod = alphas_cumprod(self.betas)
         check_prediction(prediction, self.alphas_cumprod)
         self._tables: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
 
     def __repr__(self) -> str:
         return (
-            f"GaussianDiffusion(num_train_steps={self.num_train_steps}, schedule={self.schedule!r}, "
+            f"GaussianDiffusion(num_train_timesteps={self.num_train_timesteps}, schedule={self.schedule!r}, "
             f"rescale_zero_snr={self.rescale_zero_snr}, prediction={self.prediction!r}, "
             f"loss_weighting={self.loss_weighting!r})"
         )
@@ -134,7 +134,7 @@ class GaussianDiffusion:
     ) -> Tensor:
         """Uniform integer timesteps ``(batch,)`` in ``[0, T - 1]`` (Ho et al. 2020, Alg. 1)."""
         return torch.randint(
-            0, self.num_train_steps, (batch,), generator=generator, device=device, dtype=torch.long
+            0, self.num_train_timesteps, (batch,), generator=generator, device=device, dtype=torch.long
         )
 
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:

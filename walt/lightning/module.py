@@ -236,7 +236,7 @@ class WALTModule(LightningModule):
             z0 = self.codec.latents(stream)
             conds = self._conditions(stream, z0, training=False, generator=gen)
             b = z0.shape[0]
-            t = torch.linspace(0, self.diffusion.num_train_steps - 1, b).round().long().to(z0.device)
+            t = torch.linspace(0, self.diffusion.num_train_timesteps - 1, b).round().long().to(z0.device)
             noise = torch.randn(z0.shape, generator=gen).to(z0)
             z_t = self.diffusion.q_sample(z0, t, noise)
             pred = self.ema.module(z_t, t.float(), **conds.model_kwargs())

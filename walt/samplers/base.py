@@ -43,18 +43,18 @@ class StepOutput:
 
 
 def spaced_timesteps(
-    num_train_steps: int, num_inference_steps: int, spacing: Spacing, steps_offset: int = 0
+    num_train_timesteps: int, num_inference_steps: int, spacing: Spacing, steps_offset: int = 0
 ) -> np.ndarray:
     """Descending integer timesteps (Lin et al. 2023, Table 2), as int64 numpy array.
 
     trailing: ``round(arange(T, 0, -T/n)) - 1``; leading: ``arange(n) * (T // n) + offset``;
     linspace: ``round(linspace(0, T - 1, n))``.
     """
-    if not 1 <= num_inference_steps <= num_train_steps:
+    if not 1 <= num_inference_steps <= num_train_timesteps:
         raise ValueError(
-            f"num_inference_steps must be in [1, {num_train_steps}], got {num_inference_steps}"
+            f"num_inference_steps must be in [1, {num_train_timesteps}], got {num_inference_steps}"
         )
-    n, big_t = num_inference_steps, num_train_steps
+    n, big_t = num_inference_steps, num_train_timesteps
     if spacing == "trailing":
         steps = np.round(np.arange(big_t, 0, -big_t / n)).astype(np.int64) - 1
     elif spacing == "leading":
@@ -98,7 +98,7 @@ class Sampler(ABC):
         self.prediction: Prediction = prediction
         self.timestep_spacing: Spacing = timestep_spacing
         self.steps_offset = steps_offset
-        self.num_train_steps = int(self.betas.shape[0])
+        self.num_train_timesteps = int(self.betas.shape[0])
         self.set_timesteps(num_inference_steps)
 
     @classmethod
@@ -111,7 +111,7 @@ class Sampler(ABC):
     ) -> None:
         """Choose the ``num_inference_steps`` descending timesteps and reset any solver state."""
         steps = spaced_timesteps(
-            self.num_train_steps, num_inference_steps, self.timestep_spacing, self.steps_offset
+            self.num_train_timesteps, num_inference_steps, self.timestep_spacing, self.steps_offset
         )
         self.num_inference_steps = num_inference_steps
         self.timesteps = torch.from_numpy(steps).to(device)
