@@ -69,7 +69,7 @@ def test_other_subcommands(subcommand, trained, assets, tmp_path):  # noqa: F811
     args += [f"--ckpt_path={trained['ckpt']}", "--trainer.limit_val_batches=1",
              "--trainer.limit_test_batches=1", "--trainer.limit_predict_batches=1",
              "--trainer.logger=false", "--trainer.callbacks=[]",
-             "--trainer.enable_checkpointing=false", "--model.init_args.num_sample_steps=2"]
+             "--trainer.enable_checkpointing=false", "--model.init_args.num_inference_steps=2"]
     cli = cli_main(args)
     assert cli.trainer.state.finished
     if subcommand == "predict":

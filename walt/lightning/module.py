@@ -57,7 +57,7 @@ class WALTModule(LightningModule):
         conditioning: self-conditioning, frame-conditioning and dropout probabilities.
         image_loss_weight: weight of the image stream's loss in joint training.
         sampler: default sampler for ``generate``.
-        num_sample_steps: default number of sampling steps (50 DDIM steps in the paper).
+        num_inference_steps: default number of sampling steps (50 DDIM steps in the paper).
         guidance_scale: default classifier-free guidance scale (1 = no guidance).
         max_nonfinite_steps: consecutive non-finite losses tolerated (each skipped and logged)
             before training stops with an error.
@@ -83,7 +83,7 @@ class WALTModule(LightningModule):
         conditioning: ConditionConfig | None = None,
         image_loss_weight: float = 1.0,
         sampler: SamplerName = "ddim",
-        num_sample_steps: int = 50,
+        num_inference_steps: int = 50,
         guidance_scale: float = 1.0,
         max_nonfinite_steps: int = 20,
         seed: int = 0,
@@ -106,7 +106,7 @@ class WALTModule(LightningModule):
         self.num_frames, self.size = num_frames, (size, size) if isinstance(size, int) else tuple(size)
         self.codec.check_frames(num_frames, self.size)
         self.image_loss_weight = image_loss_weight
-        self.sampler_name, self.num_sample_steps = sampler, num_sample_steps
+        self.sampler_name, self.num_inference_steps = sampler, num_inference_steps
         self.guidance_scale, self.max_nonfinite_steps = guidance_scale, max_nonfinite_steps
         self.seed = seed
         self._nonfinite_run = 0
@@ -300,7 +300,7 @@ class WALTModule(LightningModule):
             cond_pixels=cond_pixels,
             cond_mask=cond_mask,
             sampler=sampler or self.sampler_name,
-            num_steps=num_steps or self.num_sample_steps,
+            num_steps=num_steps or self.num_inference_steps,
             guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
             generator=generator,
             progress=progress,
