@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> Path:
                 labels=batch_labels,
                 num_samples=n,
                 sampler=args.sampler,
-                num_steps=args.steps,
+                num_inference_steps=args.steps,
                 guidance_scale=args.guidance,
                 generator=generator,
             ).float()

@@ -31,7 +31,7 @@ def generate_latents(
     cond_pixels: Tensor | None,
     cond_mask: Tensor | None,
     sampler: str,
-    num_steps: int,
+    num_inference_steps: int,
     guidance_scale: float,
     generator: torch.Generator | None,
     progress: bool,
@@ -70,7 +70,7 @@ def generate_latents(
     guidance = ClassifierFreeGuidance(scale=guidance_scale) if guidance_scale != 1.0 else None
     z = sample(
         denoiser,
-        make_sampler(sampler, diffusion, num_inference_steps=num_steps),
+        make_sampler(sampler, diffusion, num_inference_steps=num_inference_steps),
         (b, codec.latent_channels, t, h, w),
         guidance=guidance,
         generator=generator,

@@ -96,8 +96,8 @@ class ClassifierFreeGuidance:
         return guided
 
 
-def progress_of(index: int, num_steps: int) -> float:
+def progress_of(index: int, num_inference_steps: int) -> float:
     """Progress ``p = i / (n - 1)`` of step ``i`` out of ``n`` (1.0 for a single step)."""
-    if not 0 <= index < num_steps:
-        raise ValueError(f"step index {index} out of range for {num_steps} steps")
-    return index / (num_steps - 1) if num_steps > 1 else 1.0
+    if not 0 <= index < num_inference_steps:
+        raise ValueError(f"step index {index} out of range for {num_inference_steps} steps")
+    return index / (num_inference_steps - 1) if num_inference_steps > 1 else 1.0

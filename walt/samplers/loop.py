@@ -57,7 +57,7 @@ def sample(
     sampler: Sampler,
     shape: Sequence[int],
     *,
-    num_steps: int | None = None,
+    num_inference_steps: int | None = None,
     guidance: ClassifierFreeGuidance | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
@@ -73,7 +73,7 @@ def sample(
         denoiser: see :class:`Denoiser`.
         sampler: a :class:`~walt.samplers.base.Sampler`; its timesteps are reset here.
         shape: output shape, e.g. latent ``(B, c, t, h, w)``.
-        num_steps: number of sampling steps; ``None`` keeps ``sampler.num_inference_steps``.
+        num_inference_steps: number of sampling steps; ``None`` keeps the sampler's.
         guidance: classifier-free guidance; ``None`` for a single conditional pass.
         generator: RNG for the initial noise and stochastic samplers (must live on ``device``).
         device: device of the samples (default: ``x_T``'s, else CPU).
@@ -94,7 +94,8 @@ def sample(
             raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
         x = x_T.to(device=device if device is not None else x_T.device, dtype=dtype)
     sampler.set_timesteps(
-        num_steps if num_steps is not None else sampler.num_inference_steps, device=x.device
+        sampler.num_inference_steps if num_inference_steps is None else num_inference_steps,
+        device=x.device,
     )
     steps = [int(t) for t in sampler.timesteps]
     self_cond = torch.zeros_like(x) if self_condition else None
