@@ -41,7 +41,7 @@ def test_checkpoint_reloads_with_weights_only(trained):
 
 def test_generate_cli_writes_media_and_scores(trained, assets, tmp_path):  # noqa: F811
     out = generate_main([str(trained["ckpt"]), "--out", str(tmp_path), "--labels", "0,1,2",
-                         "--steps", "2"])
+                         "--num-inference-steps", "2"])
     for name in ("sample_000.mp4", "sample_002.gif", "contact_sheet.png", "samples.pt"):
         assert (out / name).stat().st_size > 0
     pixels = torch.load(out / "samples.pt", weights_only=True)["pixels"]

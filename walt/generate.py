@@ -1,6 +1,6 @@
 """Class-conditional (or unconditional) video generation from a trained W.A.L.T checkpoint.
 
-    python -m walt.generate CKPT --out DIR [--per-class 2] [--labels 0,3] [--steps 50]
+    python -m walt.generate CKPT --out DIR [--per-class 2] [--labels 0,3] [--num-inference-steps 50]
 
 Writes one mp4 and one gif per clip, a PNG contact sheet (a row per clip) and ``samples.pt``
 (the pixels, for scoring), then prints the folder.
@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--labels", help="comma-separated class indices (default: every class)")
     parser.add_argument("--per-class", type=int, default=2, help="clips per class")
     parser.add_argument("--num-samples", type=int, default=4, help="clips for unconditional models")
-    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: module's)")
+    parser.add_argument(
+        "--num-inference-steps", type=int, default=None, help="sampler steps (default: module's)"
+    )
     parser.add_argument("--sampler", choices=["ddim", "ddpm", "dpmpp_2m"], default=None)
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> Path:
                 labels=batch_labels,
                 num_samples=n,
                 sampler=args.sampler,
-                num_inference_steps=args.steps,
+                num_inference_steps=args.num_inference_steps,
                 guidance_scale=args.guidance,
                 generator=generator,
             ).float()
