@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> Path:
         "--num-inference-steps", type=int, default=None, help="sampler steps (default: module's)"
     )
     parser.add_argument("--sampler", choices=["ddim", "ddpm", "dpmpp_2m"], default=None)
-    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    parser.add_argument(
+        "--guidance-scale", type=float, default=None, help="classifier-free guidance scale"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--fps", type=float, default=8.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> Path:
                 num_samples=n,
                 sampler=args.sampler,
                 num_inference_steps=args.num_inference_steps,
-                guidance_scale=args.guidance,
+                guidance_scale=args.guidance_scale,
                 generator=generator,
             ).float()
         )
