@@ -130,9 +130,11 @@ def build_conditions(
             raise ValueError(f"use_fps needs a backbone with num_extra_cond=1, not {inputs.extra}")
         out.extra_cond = stream["fps"].to(device=device, dtype=z0.dtype).reshape(b, 1)
     if inputs.frames:
-        p_fp = cfg.p_frame_cond if training else 0.0
         mask = sample_frame_mask(
-            z0.shape, p_fp=p_fp, num_cond_choices=cfg.frame_cond_choices, generator=generator
+            z0.shape,
+            p_frame_cond=cfg.p_frame_cond if training else 0.0,
+            num_cond_choices=cfg.frame_cond_choices,
+            generator=generator,
         ).to(device)  # (B, 1, t, 1, 1)
         out.frame_cond = frame_condition(z0, mask)
         out.loss_mask = generation_mask(mask)
