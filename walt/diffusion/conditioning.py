@@ -86,13 +86,13 @@ def sample_frame_mask(
     shape: Sequence[int],
     *,
     p_frame_cond: float,
-    num_cond_choices: Sequence[int] = (1, 2),
+    frame_cond_choices: Sequence[int] = (1, 2),
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Random training masks: with probability ``p_frame_cond`` a sample conditions on its first ``k``
-    latent frames, ``k`` uniform over ``num_cond_choices`` (W.A.L.T: 1 for image-to-video, 2 for
+    latent frames, ``k`` uniform over ``frame_cond_choices`` (W.A.L.T: 1 for image-to-video, 2 for
     video prediction); otherwise its mask is all zero (unconditional generation).
 
     Choices larger than ``t - 1`` are clipped so that at least one frame is always generated;
@@ -104,12 +104,12 @@ def sample_frame_mask(
     b, _, t, _, _ = _check_shape(shape)
     if not 0.0 <= p_frame_cond <= 1.0:
         raise ValueError(f"p_frame_cond must be in [0, 1], got {p_frame_cond}")
-    if len(num_cond_choices) == 0 or min(num_cond_choices) < 1:
-        raise ValueError(f"num_cond_choices must be positive ints, got {tuple(num_cond_choices)}")
+    if len(frame_cond_choices) == 0 or min(frame_cond_choices) < 1:
+        raise ValueError(f"frame_cond_choices must be positive ints, got {tuple(frame_cond_choices)}")
     gen_device = generator.device if generator is not None else device
     use = torch.rand(b, generator=generator, device=gen_device) < p_frame_cond
-    pick = torch.randint(len(num_cond_choices), (b,), generator=generator, device=gen_device)
-    choices = torch.as_tensor(list(num_cond_choices), device=gen_device).clamp(max=t - 1)
+    pick = torch.randint(len(frame_cond_choices), (b,), generator=generator, device=gen_device)
+    choices = torch.as_tensor(list(frame_cond_choices), device=gen_device).clamp(max=t - 1)
     counts = torch.where(use, choices[pick], torch.zeros_like(pick))
     return make_frame_mask(shape, counts.to(device), device=device, dtype=dtype)
 

@@ -133,7 +133,7 @@ def build_conditions(
         mask = sample_frame_mask(
             z0.shape,
             p_frame_cond=cfg.p_frame_cond if training else 0.0,
-            num_cond_choices=cfg.frame_cond_choices,
+            frame_cond_choices=cfg.frame_cond_choices,
             generator=generator,
         ).to(device)  # (B, 1, t, 1, 1)
         out.frame_cond = frame_condition(z0, mask)
