@@ -1,6 +1,6 @@
 """Diffusion math: noise schedules, the Gaussian training objective and frame conditioning."""
 
-from walt.diffusion.conditioning import (
+from walt.diffusion.frame_masks import (
     frame_condition,
     frame_mask_from_indices,
     generation_mask,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from walt.diffusion.conditioning import frame_condition, generation_mask, sample_frame_mask
+from walt.diffusion.frame_masks import frame_condition, generation_mask, sample_frame_mask
 
 
 @dataclass

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from walt.diffusion import GaussianDiffusion
-from walt.diffusion.conditioning import frame_condition
+from walt.diffusion.frame_masks import frame_condition
 from walt.lightning.conditioning import Conditions
 from walt.lightning.latents import LatentCodec
 from walt.samplers import ClassifierFreeGuidance, make_sampler, sample
