@@ -6,7 +6,7 @@ import av
 import pytest
 import torch
 
-from walt.lightning.conditioning import BackboneInputs, ConditionConfig, build_conditions
+from walt.lightning.backbone_inputs import BackboneInputs, ConditionConfig, build_conditions
 from walt.lightning.lr import WarmupCosineLR
 from walt.media import contact_sheet, loss_curve, write_gif, write_mp4_clip
 

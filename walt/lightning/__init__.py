@@ -1,7 +1,7 @@
 """Lightning modules, callbacks and schedules of the diffusion stage."""
 
+from walt.lightning.backbone_inputs import ConditionConfig
 from walt.lightning.callbacks import SampleLogger
-from walt.lightning.conditioning import ConditionConfig
 from walt.lightning.lr import WarmupCosineLR
 from walt.lightning.module import WALTModule
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from walt.diffusion import GaussianDiffusion
 from walt.diffusion.frame_masks import frame_condition
-from walt.lightning.conditioning import Conditions
+from walt.lightning.backbone_inputs import Conditions
 from walt.lightning.latents import LatentCodec
 from walt.samplers import ClassifierFreeGuidance, make_sampler, sample
 

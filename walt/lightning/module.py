@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import grad_norm
 from torch import Tensor, nn
 
 from walt.diffusion import GaussianDiffusion
-from walt.lightning.conditioning import (
+from walt.lightning.backbone_inputs import (
     BackboneInputs,
     ConditionConfig,
     Conditions,

@@ -1,4 +1,4 @@
-"""Turning a data stream into the backbone's conditioning inputs, with W.A.L.T's training tricks.
+"""Assembling the backbone's inputs from a data stream, with W.A.L.T's training tricks.
 
 - Condition dropout for classifier-free guidance: labels and text are replaced by their learned
   nulls with probability ``p_drop_class`` / ``p_drop_text``.
