@@ -19,7 +19,7 @@ import torch
 from data.encode import write_mp4
 from tokenizer.discriminator import Discriminator3d
 from tokenizer.ema import ema_decay_at, update_ema
-from tokenizer.loading import save_tokenizer
+from tokenizer.loading import CONFIG_KEY, LEGACY_CONFIG_KEY, save_tokenizer
 from tokenizer.losses import (
     LeCAM,
     adaptive_weight,
@@ -278,7 +278,7 @@ class TokenizerModule(L.LightningModule):
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the tokenizer's own config (with latent statistics) for load_tokenizer / latent_stats
-        checkpoint["tokenizer_config"] = copy.deepcopy(self.ema.config)
+        checkpoint[CONFIG_KEY] = copy.deepcopy(self.ema.config)
         # LightningCLI stores a callable here; drop it so the file loads with weights_only=True
         checkpoint.get("hyper_parameters", {}).pop("_instantiator", None)
 
@@ -287,7 +287,7 @@ class TokenizerModule(L.LightningModule):
             save_tokenizer(self.ema, self.hparams.export_path)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        config = checkpoint.get("tokenizer_config")
+        config = checkpoint.get(CONFIG_KEY, checkpoint.get(LEGACY_CONFIG_KEY))
         if config is not None:
             for vae in (self.vae, self.ema):
                 vae.set_latent_stats(config["latent_mean"], config["latent_std"])
