@@ -32,9 +32,9 @@ class RecordingDenoiser:
     def __init__(self) -> None:
         self.calls: list[dict] = []
 
-    def __call__(self, x_t, t, *, self_cond, uncond):
-        self.calls.append(dict(t=t.clone(), self_cond=self_cond, uncond=uncond))
-        return fake_v(x_t, t, shift=0.3 if uncond else 0.0)
+    def __call__(self, x_t, timesteps, *, self_cond, uncond):
+        self.calls.append(dict(timesteps=timesteps.clone(), self_cond=self_cond, uncond=uncond))
+        return fake_v(x_t, timesteps, shift=0.3 if uncond else 0.0)
 
 
 def noise(dtype=torch.float64):
@@ -144,7 +144,7 @@ def test_self_conditioning_off_passes_none():
         generator=torch.Generator().manual_seed(0),
     )
     assert all(c["self_cond"] is None for c in denoiser.calls)
-    assert [c["t"].tolist() for c in denoiser.calls] == [[999, 999], [666, 666], [332, 332]]
+    assert [c["timesteps"].tolist() for c in denoiser.calls] == [[999, 999], [666, 666], [332, 332]]
 
 
 def test_generator_makes_sampling_reproducible_and_x_T_shape_is_checked():

@@ -44,7 +44,8 @@ class GaussianDiffusion:
     """Discrete-time Gaussian diffusion with v/eps/x0 prediction and min-SNR weighting.
 
     A plain object (not an ``nn.Module``) so that precision plugins never cast the float64
-    schedule; coefficients are gathered per call on the device of ``t`` and cast to the data dtype.
+    schedule; coefficients are gathered per call on the device of ``timesteps`` and cast to the
+    data dtype.
 
     Args:
         num_train_timesteps: number of discrete training steps ``T`` (timesteps are ``0..T-1``).
@@ -107,23 +108,25 @@ class GaussianDiffusion:
             self._tables[device] = (abar.sqrt(), (1.0 - abar).sqrt(), snr(abar))
         return self._tables[device]
 
-    def _check_t(self, t: Tensor, batch: int) -> None:
-        if t.dtype not in (torch.int64, torch.int32) or t.ndim != 1 or t.shape[0] != batch:
+    def _check_timesteps(self, timesteps: Tensor, batch: int) -> None:
+        integer = timesteps.dtype in (torch.int64, torch.int32)
+        if not integer or timesteps.ndim != 1 or timesteps.shape[0] != batch:
             raise ValueError(
-                f"t must be an integer (B,) tensor with B={batch}, got {t.dtype} {tuple(t.shape)}"
+                f"timesteps must be an integer (B,) tensor with B={batch}, "
+                f"got {timesteps.dtype} {tuple(timesteps.shape)}"
             )
 
-    def coefficients(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-        """``alpha_t, sigma_t`` for integer ``t`` ``(B,)``, shaped ``(B, 1, ...)`` like ``like``."""
-        self._check_t(t, like.shape[0])
-        alpha, sigma, _ = self._table(t.device)
-        a = expand_to(alpha[t], like.ndim).to(like.dtype)
-        s = expand_to(sigma[t], like.ndim).to(like.dtype)
+    def coefficients(self, timesteps: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+        """``alpha_t, sigma_t`` at integer ``timesteps`` ``(B,)``, shaped ``(B, 1, ...)`` like ``like``."""
+        self._check_timesteps(timesteps, like.shape[0])
+        alpha, sigma, _ = self._table(timesteps.device)
+        a = expand_to(alpha[timesteps], like.ndim).to(like.dtype)
+        s = expand_to(sigma[timesteps], like.ndim).to(like.dtype)
         return a, s
 
-    def snr(self, t: Tensor) -> Tensor:
-        """Float64 SNR ``abar_t / (1 - abar_t)`` at integer ``t`` ``(B,)``."""
-        return self._table(t.device)[2][t]
+    def snr(self, timesteps: Tensor) -> Tensor:
+        """Float64 SNR ``abar_t / (1 - abar_t)`` at integer ``timesteps`` ``(B,)``."""
+        return self._table(timesteps.device)[2][timesteps]
 
     # ---------------------------------------------------------------- forward process
     def sample_timesteps(
@@ -137,46 +140,46 @@ class GaussianDiffusion:
             0, self.num_train_timesteps, (batch,), generator=generator, device=device, dtype=torch.long
         )
 
-    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    def q_sample(self, x0: Tensor, timesteps: Tensor, noise: Tensor) -> Tensor:
         """Forward process ``x_t = alpha_t x_0 + sigma_t eps`` (Ho et al. 2020, eq. 4)."""
-        a, s = self.coefficients(t, x0)
+        a, s = self.coefficients(timesteps, x0)
         return a * x0 + s * noise
 
-    def target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    def target(self, x0: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         """Regression target: ``v = alpha_t eps - sigma_t x_0`` (Salimans & Ho 2022), eps or x_0."""
         if self.prediction == "eps":
             return noise
         if self.prediction == "x0":
             return x0
-        a, s = self.coefficients(t, x0)
+        a, s = self.coefficients(timesteps, x0)
         return a * noise - s * x0
 
     # ---------------------------------------------------------------- conversions
-    def pred_to_x0(self, pred: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+    def pred_to_x0(self, pred: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
         """Data estimate from a model output.
 
         v: ``x_0 = alpha x_t - sigma v``; eps: ``x_0 = (x_t - sigma eps) / alpha`` (undefined at
         ``alpha = 0``, which the constructor rules out); x0: identity.
         """
-        a, s = self.coefficients(t, x_t)
+        a, s = self.coefficients(timesteps, x_t)
         if self.prediction == "v":
             return a * x_t - s * pred
         if self.prediction == "eps":
             return (x_t - s * pred) / a
         return pred
 
-    def pred_to_eps(self, pred: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+    def pred_to_eps(self, pred: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
         """Noise estimate: v: ``eps = sigma x_t + alpha v``; x0: ``eps = (x_t - alpha x_0) / sigma``."""
-        a, s = self.coefficients(t, x_t)
+        a, s = self.coefficients(timesteps, x_t)
         if self.prediction == "v":
             return s * x_t + a * pred
         if self.prediction == "x0":
             return (x_t - a * pred) / s
         return pred
 
-    def pred_to_v(self, pred: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+    def pred_to_v(self, pred: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
         """Velocity estimate: eps: ``v = (eps - sigma x_t) / alpha``; x0: ``v = (alpha x_t - x_0) / sigma``."""
-        a, s = self.coefficients(t, x_t)
+        a, s = self.coefficients(timesteps, x_t)
         if self.prediction == "eps":
             return (pred - s * x_t) / a
         if self.prediction == "x0":
@@ -184,18 +187,18 @@ class GaussianDiffusion:
         return pred
 
     # ---------------------------------------------------------------- loss
-    def loss_weights(self, t: Tensor) -> Tensor:
+    def loss_weights(self, timesteps: Tensor) -> Tensor:
         """Per-sample float64 loss weights ``(B,)`` on the prediction's MSE.
 
         ``"none"``: 1. ``"min_snr"`` (Hang et al. 2023): the x0-space weight ``min(SNR, gamma)``
         expressed in the prediction's space: x0 ``min(SNR, gamma)``, eps ``min(SNR, gamma) / SNR``,
         v ``min(SNR, gamma) / (SNR + 1)``, because ``||eps - eps^||^2 = SNR ||x0 - x0^||^2`` and
         ``||v - v^||^2 = ||x0 - x0^||^2 / sigma^2 = (SNR + 1) ||x0 - x0^||^2``. At zero terminal
-        SNR the v weight at ``t = T - 1`` is 0.
+        SNR the v weight at ``timesteps = T - 1`` is 0.
         """
         if self.loss_weighting == "none":
-            return torch.ones(t.shape[0], dtype=torch.float64, device=t.device)
-        ratio = self.snr(t)
+            return torch.ones(timesteps.shape[0], dtype=torch.float64, device=timesteps.device)
+        ratio = self.snr(timesteps)
         clamped = ratio.clamp(max=self.min_snr_gamma)
         if self.prediction == "v":
             return clamped / (ratio + 1.0)
@@ -204,7 +207,12 @@ class GaussianDiffusion:
         return clamped
 
     def loss_per_sample(
-        self, pred: Tensor, x0: Tensor, noise: Tensor, t: Tensor, mask: Tensor | None = None
+        self,
+        pred: Tensor,
+        x0: Tensor,
+        noise: Tensor,
+        timesteps: Tensor,
+        mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Weighted masked MSE per sample.
 
@@ -212,7 +220,7 @@ class GaussianDiffusion:
             pred: model output ``(B, c, t, h, w)`` (any shape with batch first).
             x0: clean data, same shape.
             noise: the noise used to build ``x_t``, same shape.
-            t: integer timesteps ``(B,)``.
+            timesteps: integer timesteps ``(B,)``.
             mask: optional non-negative weights: ``(B, t)`` per latent frame, or any shape that
                 broadcasts to ``pred`` (e.g. ``(B, 1, t, 1, 1)`` or the full shape).
 
@@ -228,17 +236,22 @@ class GaussianDiffusion:
             )
         # At least float32, so bf16/fp16 inputs do not lose the loss's precision.
         dtype = torch.promote_types(pred.dtype, torch.float32)
-        err = (pred.to(dtype) - self.target(x0.to(dtype), noise.to(dtype), t)) ** 2
+        err = (pred.to(dtype) - self.target(x0.to(dtype), noise.to(dtype), timesteps)) ** 2
         weight = self._loss_mask(mask, err)
         dims = tuple(range(1, err.ndim))
         total = weight.sum(dim=dims)
         valid = total > 0
         per_sample = (err * weight).sum(dim=dims) / total.clamp_min(1e-12)
-        per_sample = per_sample * self.loss_weights(t).to(per_sample.dtype)
+        per_sample = per_sample * self.loss_weights(timesteps).to(per_sample.dtype)
         return per_sample, valid
 
     def loss(
-        self, pred: Tensor, x0: Tensor, noise: Tensor, t: Tensor, mask: Tensor | None = None
+        self,
+        pred: Tensor,
+        x0: Tensor,
+        noise: Tensor,
+        timesteps: Tensor,
+        mask: Tensor | None = None,
     ) -> Tensor:
         """Scalar loss: :meth:`loss_per_sample` averaged over samples with any mask weight.
 
@@ -247,7 +260,7 @@ class GaussianDiffusion:
         whose mask is all zero are left out of the average; if none has weight the loss is a
         differentiable 0.
         """
-        per_sample, valid = self.loss_per_sample(pred, x0, noise, t, mask)
+        per_sample, valid = self.loss_per_sample(pred, x0, noise, timesteps, mask)
         if not bool(valid.any()):
             return (pred * 0.0).sum().float()
         return per_sample[valid].mean()

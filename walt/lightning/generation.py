@@ -63,9 +63,12 @@ def generate_latents(
         z_c = codec.encode(cond_pixels.to(device))
         conds.frame_cond = frame_condition(z_c, cond_mask.to(device))
 
-    def denoiser(x_t: Tensor, step: Tensor, *, self_cond: Tensor | None, uncond: bool) -> Tensor:
-        steps = step.to(device).float().expand(x_t.shape[0]) if step.ndim == 0 else step.float()
-        return net(x_t, steps, self_cond=self_cond, **conds.model_kwargs(uncond=uncond))
+    def denoiser(
+        x_t: Tensor, timesteps: Tensor, *, self_cond: Tensor | None, uncond: bool
+    ) -> Tensor:
+        if timesteps.ndim == 0:
+            timesteps = timesteps.to(device).expand(x_t.shape[0])
+        return net(x_t, timesteps.float(), self_cond=self_cond, **conds.model_kwargs(uncond=uncond))
 
     guidance = ClassifierFreeGuidance(scale=guidance_scale) if guidance_scale != 1.0 else None
     z = sample(

@@ -163,19 +163,19 @@ class WALTModule(LightningModule):
     def _diffusion_loss(self, z0: Tensor, conds: Conditions, gen: torch.Generator) -> Tensor:
         """One denoising loss, with W.A.L.T's self-conditioning (Chen et al., Analog Bits)."""
         b = z0.shape[0]
-        t = self.diffusion.sample_timesteps(b, generator=gen).to(z0.device)
+        timesteps = self.diffusion.sample_timesteps(b, generator=gen).to(z0.device)
         noise = torch.randn(z0.shape, generator=gen).to(z0)
-        z_t = self.diffusion.q_sample(z0, t, noise)
+        z_t = self.diffusion.q_sample(z0, timesteps, noise)
         self_cond = None
         use_sc = getattr(self.backbone, "use_self_cond", False)
         # One coin per batch (as in Analog Bits): the extra pass is skipped when it comes up tails.
         if use_sc and torch.rand((), generator=gen) < self.cond_cfg.p_self_cond:
             # First pass without gradients estimates x0; the second pass sees it stop-gradded.
             with torch.no_grad():
-                pred = self.backbone(z_t, t.float(), **conds.model_kwargs())
-                self_cond = self.diffusion.pred_to_x0(pred, z_t, t).detach()
-        pred = self.backbone(z_t, t.float(), self_cond=self_cond, **conds.model_kwargs())
-        return self.diffusion.loss(pred, z0, noise, t, mask=conds.loss_mask)
+                pred = self.backbone(z_t, timesteps.float(), **conds.model_kwargs())
+                self_cond = self.diffusion.pred_to_x0(pred, z_t, timesteps).detach()
+        pred = self.backbone(z_t, timesteps.float(), self_cond=self_cond, **conds.model_kwargs())
+        return self.diffusion.loss(pred, z0, noise, timesteps, mask=conds.loss_mask)
 
     def _guard_nonfinite(self, loss: Tensor) -> Tensor:
         """Skip (and count) steps whose loss is not finite on any rank; stop after too many."""
@@ -236,11 +236,12 @@ class WALTModule(LightningModule):
             z0 = self.codec.latents(stream)
             conds = self._conditions(stream, z0, training=False, generator=gen)
             b = z0.shape[0]
-            t = torch.linspace(0, self.diffusion.num_train_timesteps - 1, b).round().long().to(z0.device)
+            last = self.diffusion.num_train_timesteps - 1
+            timesteps = torch.linspace(0, last, b).round().long().to(z0.device)
             noise = torch.randn(z0.shape, generator=gen).to(z0)
-            z_t = self.diffusion.q_sample(z0, t, noise)
-            pred = self.ema.module(z_t, t.float(), **conds.model_kwargs())
-            loss = self.diffusion.loss(pred, z0, noise, t, mask=conds.loss_mask)
+            z_t = self.diffusion.q_sample(z0, timesteps, noise)
+            pred = self.ema.module(z_t, timesteps.float(), **conds.model_kwargs())
+            loss = self.diffusion.loss(pred, z0, noise, timesteps, mask=conds.loss_mask)
             self.log(f"{split}/loss_{name}", loss, batch_size=b, sync_dist=True)
 
     def predict_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> dict:

@@ -3,8 +3,8 @@
 Every sampler follows the same protocol as diffusers' schedulers::
 
     sampler.set_timesteps(50, device)
-    for t in sampler.timesteps:
-        out = sampler.step(model_output(x, t), t, x, generator=g)
+    for timestep in sampler.timesteps:
+        out = sampler.step(model_output(x, timestep), timestep, x, generator=g)
         x = out.prev_sample
 
 Spacings follow Lin et al. 2023, Table 2: ``"trailing"`` (default; starts at the last training
@@ -122,28 +122,28 @@ class Sampler(ABC):
         """Clear solver state; multistep samplers extend this. The base keeps the step counter."""
         self._next_index = 0
 
-    def step_index(self, timestep: int | Tensor) -> int:
-        """Position of ``timestep`` in :attr:`timesteps`; a clear error if it is not there."""
-        value = int(timestep)
+    def step_index(self, timesteps: int | Tensor) -> int:
+        """Position of one timestep in :attr:`timesteps`; a clear error if it is not there."""
+        value = int(timesteps)
         try:
             return self._steps.index(value)
         except ValueError:
             raise ValueError(f"timestep {value} is not in the sampler's timesteps") from None
 
-    def previous_timestep(self, timestep: int | Tensor) -> int:
-        """The next timestep visited after ``timestep``, or ``-1`` after the last one."""
-        index = self.step_index(timestep)
+    def previous_timestep(self, timesteps: int | Tensor) -> int:
+        """The next timestep visited after ``timesteps``, or ``-1`` after the last one."""
+        index = self.step_index(timesteps)
         return self._steps[index + 1] if index + 1 < len(self._steps) else -1
 
-    def abar(self, timestep: int) -> float:
+    def abar(self, timesteps: int) -> float:
         """``abar_t`` as a Python float (float64); ``abar_{-1} = 1`` (the clean data)."""
-        return 1.0 if timestep < 0 else float(self.alphas_cumprod[timestep])
+        return 1.0 if timesteps < 0 else float(self.alphas_cumprod[timesteps])
 
     def to_x0_eps(
-        self, model_output: Tensor, timestep: int, sample: Tensor
+        self, model_output: Tensor, timesteps: int, sample: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """``(x0, eps)`` estimates from the model output at ``timestep`` (see GaussianDiffusion)."""
-        abar = self.abar(timestep)
+        """``(x0, eps)`` estimates from the model output at ``timesteps`` (see GaussianDiffusion)."""
+        abar = self.abar(timesteps)
         a, s = abar**0.5, (1.0 - abar) ** 0.5
         if self.prediction == "v":
             return a * sample - s * model_output, a * model_output + s * sample
@@ -160,17 +160,17 @@ class Sampler(ABC):
     def step(
         self,
         model_output: Tensor,
-        timestep: int | Tensor,
+        timesteps: int | Tensor,
         sample: Tensor,
         *,
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
     ) -> StepOutput:
-        """One reverse step from ``timestep`` to :meth:`previous_timestep`.
+        """One reverse step from ``timesteps`` to :meth:`previous_timestep`.
 
         Args:
-            model_output: the (guided) network output at ``(sample, timestep)``.
-            timestep: current integer timestep, an element of :attr:`timesteps`.
+            model_output: the (guided) network output at ``(sample, timesteps)``.
+            timesteps: the current integer timestep, an element of :attr:`timesteps`.
             sample: current ``x_t``.
             generator: RNG for stochastic samplers.
             noise: explicit noise for stochastic samplers instead of drawing from ``generator``.

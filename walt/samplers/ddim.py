@@ -54,7 +54,7 @@ class DDIMSampler(Sampler):
     def step(
         self,
         model_output: Tensor,
-        timestep: int | Tensor,
+        timesteps: int | Tensor,
         sample: Tensor,
         *,
         generator: torch.Generator | None = None,
@@ -67,10 +67,10 @@ class DDIMSampler(Sampler):
 
         After the last timestep ``abar_prev = 1``, so the output is the x0 estimate.
         """
-        t = int(timestep)
-        prev = self.previous_timestep(t)
-        abar_t, abar_prev = self.abar(t), self.abar(prev)
-        x0, eps = self.to_x0_eps(model_output, t, sample)
+        current = int(timesteps)
+        prev = self.previous_timestep(current)
+        abar_t, abar_prev = self.abar(current), self.abar(prev)
+        x0, eps = self.to_x0_eps(model_output, current, sample)
         if self.clip_x0 is not None:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)
             # Re-derive eps from the clipped x0 so the direction term stays consistent (DDIM eq. 12).

@@ -58,7 +58,7 @@ class DDPMSampler(Sampler):
     def step(
         self,
         model_output: Tensor,
-        timestep: int | Tensor,
+        timesteps: int | Tensor,
         sample: Tensor,
         *,
         generator: torch.Generator | None = None,
@@ -72,12 +72,12 @@ class DDPMSampler(Sampler):
 
         No noise is added after the last timestep (``abar_prev = 1``, ``beta~ = 0``).
         """
-        t = int(timestep)
-        prev = self.previous_timestep(t)
-        abar_t, abar_prev = self.abar(t), self.abar(prev)
+        current = int(timesteps)
+        prev = self.previous_timestep(current)
+        abar_t, abar_prev = self.abar(current), self.abar(prev)
         alpha_t = abar_t / abar_prev
         beta_t = 1.0 - alpha_t
-        x0, _ = self.to_x0_eps(model_output, t, sample)
+        x0, _ = self.to_x0_eps(model_output, current, sample)
         if self.clip_x0 is not None:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)
         x0_coef = abar_prev**0.5 * beta_t / (1.0 - abar_t)

@@ -60,11 +60,11 @@ class DPMSolverSampler(Sampler):
         self._prev_x0: Tensor | None = None
         self._prev_lambda = 0.0
 
-    def _alpha_sigma(self, timestep: int) -> tuple[float, float]:
+    def _alpha_sigma(self, timesteps: int) -> tuple[float, float]:
         """``(alpha, sigma)`` with the terminal floor; ``(1, 0)`` after the last step."""
-        if timestep < 0:
+        if timesteps < 0:
             return 1.0, 0.0
-        abar = max(float(self.alphas_cumprod[timestep]), self.terminal_abar)
+        abar = max(float(self.alphas_cumprod[timesteps]), self.terminal_abar)
         return math.sqrt(abar), math.sqrt(1.0 - abar)
 
     def _data_estimate(
@@ -79,7 +79,7 @@ class DPMSolverSampler(Sampler):
     def step(
         self,
         model_output: Tensor,
-        timestep: int | Tensor,
+        timesteps: int | Tensor,
         sample: Tensor,
         *,
         generator: torch.Generator | None = None,
@@ -93,15 +93,15 @@ class DPMSolverSampler(Sampler):
 
         ``generator`` and ``noise`` are unused (the solver is deterministic).
         """
-        index = self.step_index(timestep)
+        index = self.step_index(timesteps)
         if index != self._next_index:
             raise ValueError(
                 f"DPM-Solver++ is multistep: expected timestep {self._steps[self._next_index]} "
-                f"(step {self._next_index}), got {int(timestep)}; call set_timesteps() to restart"
+                f"(step {self._next_index}), got {int(timesteps)}; call set_timesteps() to restart"
             )
-        t = self._steps[index]
-        prev = self.previous_timestep(t)
-        alpha_s, sigma_s = self._alpha_sigma(t)
+        current = self._steps[index]
+        prev = self.previous_timestep(current)
+        alpha_s, sigma_s = self._alpha_sigma(current)
         alpha_t, sigma_t = self._alpha_sigma(prev)
         x0 = self._data_estimate(model_output, sample, alpha_s, sigma_s)
         lambda_s = math.log(alpha_s) - math.log(sigma_s)
