@@ -18,6 +18,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from common.registry import register
 from models.adaln import AdaLNKind, SharedAdaLN, modulate
 from models.attention import AttnBackend
 from models.blocks import WindowBlock
@@ -53,6 +54,7 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
+@register("backbone")
 class WindowedDiT(nn.Module):
     """Windowed diffusion transformer; see the module docstring and ``docs/models.md``."""
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from common.registry import register
 from tokenizer.decoder import Decoder
 from tokenizer.distribution import DiagonalGaussian
 from tokenizer.encoder import Encoder
@@ -28,6 +29,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+@register("tokenizer")
 class CausalVAE(nn.Module):
     """Causal 3D-CNN VAE with a diagonal-Gaussian latent.
 

@@ -16,15 +16,14 @@ import torch
 from tqdm import tqdm
 
 from walt.lightning import WALTModule
+from walt.lightning.loading import load_walt_checkpoint
 from walt.media import contact_sheet, write_gif, write_mp4_clip
 
 
 def load_module(ckpt: str | Path, *, device: str = "cpu") -> WALTModule:
-    """Load a WALTModule from a Lightning checkpoint without unpickling arbitrary objects."""
-    if not Path(ckpt).is_file():
-        raise FileNotFoundError(f"checkpoint {str(ckpt)!r} does not exist")
-    module = WALTModule.load_from_checkpoint(ckpt, map_location=device, weights_only=True)
-    return module.eval()
+    """Load a WALTModule from a Lightning checkpoint: no unpickling, and only registered classes
+    (``common.registry``) are built; the checkpoint cannot make this import a module."""
+    return load_walt_checkpoint(ckpt, map_location=device).eval()
 
 
 def parse_labels(text: str | None, per_class: int, num_classes: int) -> list[int] | None:

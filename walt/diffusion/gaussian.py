@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from common.registry import register
 from walt.diffusion.schedules import ScheduleKind, alphas_cumprod, make_betas, snr
 
 Prediction = Literal["v", "eps", "x0"]
@@ -40,6 +41,7 @@ def expand_to(coef: Tensor, ndim: int) -> Tensor:
     return coef.reshape(coef.shape[0], *([1] * (ndim - 1)))
 
 
+@register("diffusion")
 class GaussianDiffusion:
     """Discrete-time Gaussian diffusion with v/eps/x0 prediction and min-SNR weighting.
 

@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import grad_norm
 from torch import Tensor, nn
 
+from common.registry import register
 from walt.diffusion import GaussianDiffusion
 from walt.lightning.backbone_inputs import (
     BackboneInputs,
@@ -36,6 +37,7 @@ def _default_optimizer(params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)
 
 
+@register("module")
 class WALTModule(LightningModule):
     """Latent video diffusion in the style of W.A.L.T (Gupta et al. 2023).
 
@@ -90,7 +92,8 @@ class WALTModule(LightningModule):
     ) -> None:
         super().__init__()
         # Under the CLI the saved hyperparameters are the config itself (class paths included),
-        # so `WALTModule.load_from_checkpoint` rebuilds the backbone and diffusion from them.
+        # so `WALTModule.load_from_checkpoint` rebuilds the backbone and diffusion from them
+        # (through common.registry only).
         self.save_hyperparameters()
         _keep_plain_hparams(self.hparams)
         self.backbone = backbone
@@ -112,6 +115,14 @@ class WALTModule(LightningModule):
         self._nonfinite_run = 0
         self._skip_update = False
         self._step_t0: float | None = None
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, **overrides):  # type: ignore[override]
+        """Rebuild from a checkpoint; classes come only from ``common.registry`` (never imported
+        by path from the file), see :func:`walt.lightning.loading.load_walt_checkpoint`."""
+        from walt.lightning.loading import load_walt_checkpoint
+
+        return load_walt_checkpoint(checkpoint_path, map_location=map_location, **overrides)
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> Tensor:
