@@ -20,6 +20,13 @@ import torch
 from torch import Tensor
 
 
+def per_frame(mask: Tensor) -> Tensor:
+    """A per-latent-frame ``(B, t)`` tensor as ``(B, 1, t, 1, 1)``, to broadcast over latents."""
+    if mask.ndim != 2:
+        raise ValueError(f"a per-frame mask must be (B, t), got {tuple(mask.shape)}")
+    return mask[:, None, :, None, None]  # (B, t) -> (B, 1, t, 1, 1)
+
+
 def _check_shape(shape: Sequence[int]) -> tuple[int, int, int, int, int]:
     if len(shape) != 5:
         raise ValueError(f"shape must be a 5-D latent shape (B, c, t, h, w), got {tuple(shape)}")
@@ -55,8 +62,7 @@ def make_frame_mask(
             f"num_cond_frames must be an int or (B,)={b} ints in [0, {t}], got {num_cond_frames}"
         )
     frames = torch.arange(t, device=counts.device)
-    mask = (frames[None, :] < counts[:, None]).to(dtype)  # (B, t)
-    return mask[:, None, :, None, None]  # (B, 1, t, 1, 1)
+    return per_frame((frames[None, :] < counts[:, None]).to(dtype))  # (B, 1, t, 1, 1)
 
 
 def frame_mask_from_indices(
@@ -129,7 +135,7 @@ def frame_condition(z: Tensor, mask: Tensor) -> Tensor:
     b, _, t, h, w = z.shape
     mask = mask.to(device=z.device, dtype=z.dtype)
     if mask.ndim == 2:
-        mask = mask[:, None, :, None, None]  # (B, t) -> (B, 1, t, 1, 1)
+        mask = per_frame(mask)  # (B, t) -> (B, 1, t, 1, 1)
     try:
         mask = torch.broadcast_to(mask, (b, 1, t, h, w))
     except RuntimeError as exc:

@@ -1,8 +1,6 @@
-"""The Gaussian diffusion training objective: forward process, targets, conversions and loss.
+"""The Gaussian diffusion training objective: forward process, targets and loss.
 
-Notation (Salimans & Ho 2022, "Progressive Distillation", Sec. 4 and App. D): ``alpha_t =
-sqrt(abar_t)``, ``sigma_t = sqrt(1 - abar_t)``, ``x_t = alpha_t x_0 + sigma_t eps`` and the
-velocity ``v = alpha_t eps - sigma_t x_0``. W.A.L.T trains with v-prediction.
+Notation and the v/eps/x0 conversions are in :mod:`walt.diffusion.parameterization`.
 """
 
 from __future__ import annotations
@@ -13,27 +11,12 @@ import torch
 from torch import Tensor
 
 from common.registry import register
+from walt.diffusion import parameterization as param
+from walt.diffusion.frame_masks import per_frame
+from walt.diffusion.parameterization import Prediction, check_prediction
 from walt.diffusion.schedules import ScheduleKind, alphas_cumprod, make_betas, snr
 
-Prediction = Literal["v", "eps", "x0"]
-PREDICTIONS: tuple[str, ...] = ("v", "eps", "x0")
 LossWeighting = Literal["none", "min_snr"]
-
-
-def check_prediction(prediction: str, abar: Tensor) -> None:
-    """Reject unknown prediction types and eps-prediction on a zero-terminal-SNR schedule.
-
-    At zero terminal SNR ``alpha_T = 0`` and ``x_T = eps``, so an eps-prediction carries no
-    information about ``x_0`` and ``x_0 = (x_T - sigma_T eps) / alpha_T`` is 0/0 (Lin et al. 2023,
-    Sec. 3.2, which switches to v-prediction for this reason).
-    """
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
-    if prediction == "eps" and float(abar[-1]) == 0.0:
-        raise ValueError(
-            "prediction='eps' cannot recover x0 at zero terminal SNR (alpha_T = 0); "
-            "use prediction='v' or 'x0', or rescale_zero_snr=False"
-        )
 
 
 def expand_to(coef: Tensor, ndim: int) -> Tensor:
@@ -149,44 +132,20 @@ class GaussianDiffusion:
 
     def target(self, x0: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         """Regression target: ``v = alpha_t eps - sigma_t x_0`` (Salimans & Ho 2022), eps or x_0."""
-        if self.prediction == "eps":
-            return noise
-        if self.prediction == "x0":
-            return x0
-        a, s = self.coefficients(timesteps, x0)
-        return a * noise - s * x0
+        return param.target(self.prediction, x0, noise, *self.coefficients(timesteps, x0))
 
     # ---------------------------------------------------------------- conversions
     def pred_to_x0(self, pred: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
-        """Data estimate from a model output.
-
-        v: ``x_0 = alpha x_t - sigma v``; eps: ``x_0 = (x_t - sigma eps) / alpha`` (undefined at
-        ``alpha = 0``, which the constructor rules out); x0: identity.
-        """
-        a, s = self.coefficients(timesteps, x_t)
-        if self.prediction == "v":
-            return a * x_t - s * pred
-        if self.prediction == "eps":
-            return (x_t - s * pred) / a
-        return pred
+        """Data estimate from a model output (:func:`~walt.diffusion.parameterization.to_x0`)."""
+        return param.to_x0(self.prediction, pred, x_t, *self.coefficients(timesteps, x_t))
 
     def pred_to_eps(self, pred: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
-        """Noise estimate: v: ``eps = sigma x_t + alpha v``; x0: ``eps = (x_t - alpha x_0) / sigma``."""
-        a, s = self.coefficients(timesteps, x_t)
-        if self.prediction == "v":
-            return s * x_t + a * pred
-        if self.prediction == "x0":
-            return (x_t - a * pred) / s
-        return pred
+        """Noise estimate from a model output (:func:`~walt.diffusion.parameterization.to_eps`)."""
+        return param.to_eps(self.prediction, pred, x_t, *self.coefficients(timesteps, x_t))
 
     def pred_to_v(self, pred: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
-        """Velocity estimate: eps: ``v = (eps - sigma x_t) / alpha``; x0: ``v = (alpha x_t - x_0) / sigma``."""
-        a, s = self.coefficients(timesteps, x_t)
-        if self.prediction == "eps":
-            return (pred - s * x_t) / a
-        if self.prediction == "x0":
-            return (a * x_t - pred) / s
-        return pred
+        """Velocity estimate from a model output (:func:`~walt.diffusion.parameterization.to_v`)."""
+        return param.to_v(self.prediction, pred, x_t, *self.coefficients(timesteps, x_t))
 
     # ---------------------------------------------------------------- loss
     def loss_weights(self, timesteps: Tensor) -> Tensor:
@@ -209,11 +168,7 @@ class GaussianDiffusion:
         return clamped
 
     def loss_per_sample(
-        self,
-        pred: Tensor,
-        x0: Tensor,
-        noise: Tensor,
-        timesteps: Tensor,
+        self, pred: Tensor, x0: Tensor, noise: Tensor, timesteps: Tensor,
         mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Weighted masked MSE per sample.
@@ -248,11 +203,7 @@ class GaussianDiffusion:
         return per_sample, valid
 
     def loss(
-        self,
-        pred: Tensor,
-        x0: Tensor,
-        noise: Tensor,
-        timesteps: Tensor,
+        self, pred: Tensor, x0: Tensor, noise: Tensor, timesteps: Tensor,
         mask: Tensor | None = None,
     ) -> Tensor:
         """Scalar loss: :meth:`loss_per_sample` averaged over samples with any mask weight.
@@ -278,7 +229,7 @@ class GaussianDiffusion:
                     f"a 2-D mask must be per-frame (B, t)={(err.shape[0], err.shape[2])}, "
                     f"got {tuple(mask.shape)}"
                 )
-            mask = mask[:, None, :, None, None]  # (B, t) -> (B, 1, t, 1, 1)
+            mask = per_frame(mask)  # (B, t) -> (B, 1, t, 1, 1)
         try:
             weight = torch.broadcast_to(mask, err.shape)
         except RuntimeError as exc:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from walt.diffusion import GaussianDiffusion
-from walt.diffusion.frame_masks import frame_condition
+from walt.diffusion.frame_masks import frame_condition, per_frame
 from walt.lightning.backbone_inputs import Conditions
 from walt.lightning.latents import LatentCodec
 from walt.samplers import ClassifierFreeGuidance, make_sampler, sample
@@ -83,7 +83,7 @@ def generate_latents(
     )
     if conds.frame_cond is not None:
         # Known frames are kept exactly; the sampler only fills in the rest.
-        m = cond_mask.to(z)[:, None, :, None, None]
+        m = per_frame(cond_mask.to(z))  # (B, t) -> (B, 1, t, 1, 1)
         z = m * z_c + (1 - m) * z
     return z
 

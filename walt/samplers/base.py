@@ -15,17 +15,21 @@ step ``T - 1``, where zero terminal SNR makes ``x_T`` pure noise), ``"leading"``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
+from typing_extensions import Required, TypedDict
 
-from walt.diffusion.gaussian import GaussianDiffusion, Prediction, check_prediction
+from walt.diffusion.gaussian import GaussianDiffusion
+from walt.diffusion.parameterization import Prediction, check_prediction, to_eps, to_x0_eps
 from walt.diffusion.schedules import alphas_cumprod
 
 Spacing = Literal["trailing", "leading", "linspace"]
+NoiseFn = Callable[[], Tensor]
 SPACINGS: tuple[str, ...] = ("trailing", "leading", "linspace")
 
 
@@ -68,8 +72,23 @@ def spaced_timesteps(
     return steps.copy()
 
 
+class SamplerArgs(TypedDict, total=False):
+    """The constructor arguments every sampler takes (documented on :class:`Sampler`);
+    subclasses accept them as ``**common: Unpack[SamplerArgs]`` next to their own options."""
+
+    betas: Required[Tensor]
+    prediction: Prediction
+    num_inference_steps: int
+    timestep_spacing: Spacing
+    steps_offset: int
+    clip_x0: float | None
+
+
 class Sampler(ABC):
-    """Base class: holds the schedule and the timestep list; subclasses implement :meth:`step`.
+    """Base class: the schedule, the timestep list and the step; subclasses write the update.
+
+    :meth:`step` converts the model output to ``(x0, eps)`` estimates (one parameterization,
+    :mod:`walt.diffusion.parameterization`) and hands them to the subclass's :meth:`update`.
 
     Args:
         betas: ``(T,)`` training betas (use :meth:`from_diffusion` to take them from a
@@ -79,7 +98,12 @@ class Sampler(ABC):
             :meth:`set_timesteps`.
         timestep_spacing: ``"trailing"`` (default), ``"leading"`` or ``"linspace"``.
         steps_offset: offset added to ``"leading"`` timesteps.
+        clip_x0: clamp the x0 estimate to ``[-clip_x0, clip_x0]`` (eps is re-derived from the
+            clamped x0, DDIM eq. 12); ``None`` (default) for latents, which are not bounded.
     """
+
+    # Multistep solvers must see the timesteps in order (their history is per step).
+    requires_order: bool = False
 
     def __init__(
         self,
@@ -89,15 +113,19 @@ class Sampler(ABC):
         num_inference_steps: int = 50,
         timestep_spacing: Spacing = "trailing",
         steps_offset: int = 0,
+        clip_x0: float | None = None,
     ) -> None:
         self.betas = betas.to(torch.float64).cpu()
         self.alphas_cumprod = alphas_cumprod(self.betas)
         check_prediction(prediction, self.alphas_cumprod)
         if timestep_spacing not in SPACINGS:
             raise ValueError(f"unknown timestep spacing {timestep_spacing!r}; expected {SPACINGS}")
+        if clip_x0 is not None and clip_x0 <= 0:
+            raise ValueError(f"clip_x0 must be positive or None, got {clip_x0}")
         self.prediction: Prediction = prediction
         self.timestep_spacing: Spacing = timestep_spacing
         self.steps_offset = steps_offset
+        self.clip_x0 = clip_x0
         self.num_train_timesteps = int(self.betas.shape[0])
         self.set_timesteps(num_inference_steps)
 
@@ -139,24 +167,28 @@ class Sampler(ABC):
         """``abar_t`` as a Python float (float64); ``abar_{-1} = 1`` (the clean data)."""
         return 1.0 if timesteps < 0 else float(self.alphas_cumprod[timesteps])
 
+    def alpha_sigma(self, timesteps: int) -> tuple[float, float]:
+        """``(alpha_t, sigma_t)`` used to read the model output; ``(1, 0)`` after the last step."""
+        abar = self.abar(timesteps)
+        return abar**0.5, (1.0 - abar) ** 0.5
+
     def to_x0_eps(
         self, model_output: Tensor, timesteps: int, sample: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """``(x0, eps)`` estimates from the model output at ``timesteps`` (see GaussianDiffusion)."""
-        abar = self.abar(timesteps)
-        a, s = abar**0.5, (1.0 - abar) ** 0.5
-        if self.prediction == "v":
-            return a * sample - s * model_output, a * model_output + s * sample
-        if self.prediction == "eps":
-            return (sample - s * model_output) / a, model_output
-        return model_output, (sample - a * model_output) / s
+        """``(x0, eps)`` estimates from the model output at ``timesteps``, x0 clipped if asked."""
+        alpha, sigma = self.alpha_sigma(timesteps)
+        x0, eps = to_x0_eps(self.prediction, model_output, sample, alpha, sigma)
+        if self.clip_x0 is not None:
+            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+            # Re-derive eps from the clipped x0 so the direction term stays consistent (DDIM eq. 12).
+            eps = to_eps("x0", x0, sample, alpha, sigma)
+        return x0, eps
 
     @staticmethod
     def draw_noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
         """Standard normal noise shaped like ``like`` (drawn on ``like``'s device and dtype)."""
         return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
-    @abstractmethod
     def step(
         self,
         model_output: Tensor,
@@ -174,4 +206,35 @@ class Sampler(ABC):
             sample: current ``x_t``.
             generator: RNG for stochastic samplers.
             noise: explicit noise for stochastic samplers instead of drawing from ``generator``.
+        """
+        index = self.step_index(timesteps)
+        if self.requires_order and index != self._next_index:
+            raise ValueError(
+                f"{type(self).__name__} is multistep: expected timestep "
+                f"{self._steps[self._next_index]} (step {self._next_index}), got "
+                f"{int(timesteps)}; call set_timesteps() to restart"
+            )
+        current = self._steps[index]
+        x0, eps = self.to_x0_eps(model_output, current, sample)
+
+        def draw() -> Tensor:  # drawn only by updates that add noise, so the RNG stays in step
+            return self.draw_noise(model_output, generator) if noise is None else noise
+
+        prev_sample = self.update(sample, x0, eps, current, self.previous_timestep(current), draw)
+        self._next_index = index + 1
+        return StepOutput(prev_sample=prev_sample, pred_x0=x0)
+
+    @abstractmethod
+    def update(
+        self, sample: Tensor, x0: Tensor, eps: Tensor, current: int, prev: int, noise: NoiseFn
+    ) -> Tensor:
+        """``x`` at timestep ``prev`` (``-1``: clean data) from ``x_current = sample``.
+
+        Args:
+            sample: ``x_t`` at timestep ``current``.
+            x0: the (clipped) data estimate.
+            eps: the matching noise estimate.
+            current: current integer timestep.
+            prev: the next timestep in the list, ``-1`` after the last.
+            noise: draws the step's noise (stochastic samplers only).
         """
