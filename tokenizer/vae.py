@@ -165,26 +165,32 @@ class CausalVAE(nn.Module):
         return 1 + (frames - 1) // r, height // s, width // s
 
     # ---- encode / decode -----------------------------------------------------------------
-    def _moments(self, x: torch.Tensor, stream: bool) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, *, decode: bool, stream: bool) -> torch.Tensor:
+        """The encoder (pixels -> moments) or decoder (latents -> pixels) on ``x``, streamed in
+        temporal chunks and tiled spatially as the config says."""
+        net, chunks = (self.decoder, decode_chunks) if decode else (self.encoder, encode_chunks)
+
         def run(piece: torch.Tensor) -> torch.Tensor:
             if stream:
-                return encode_chunks(
-                    self.encoder,
+                return chunks(
+                    net,
                     piece,
                     temporal=self.temporal_compression,
                     chunk=self.config["stream_chunk"],
                     frame_chunk=self.config["stream_frames"],
                 )
-            return self.encoder(piece)[0]
+            return net(piece)[0]
 
+        s = self.spatial_compression
+        pixels_per_input = s if decode else 1  # tile sizes are in pixels
         tile_above = self.config["tile_above"]
-        if tile_above and max(x.shape[3], x.shape[4]) > tile_above:
+        if tile_above and max(x.shape[3], x.shape[4]) * pixels_per_input > tile_above:
             return tiled(
                 run,
                 x,
-                tile=self.config["tile_size"],
-                overlap=self.config["tile_overlap"],
-                scale=1 / self.spatial_compression,
+                tile=self.config["tile_size"] // pixels_per_input,
+                overlap=self.config["tile_overlap"] // pixels_per_input,
+                scale=s if decode else 1 / s,
             )
         return run(x)
 
@@ -206,7 +212,7 @@ class CausalVAE(nn.Module):
         t_lat = 1 + (x.shape[2] - 1) // self.temporal_compression
         if stream is None:
             stream = t_lat > self.config["stream_above"]
-        return DiagonalGaussian(self._moments(x, stream))
+        return DiagonalGaussian(self._run(x, decode=False, stream=stream))
 
     def encode(
         self,
@@ -241,30 +247,7 @@ class CausalVAE(nn.Module):
             )
         if stream is None:
             stream = z.shape[2] > self.config["stream_above"]
-
-        def run(piece: torch.Tensor) -> torch.Tensor:
-            if stream:
-                return decode_chunks(
-                    self.decoder,
-                    piece,
-                    temporal=self.temporal_compression,
-                    chunk=self.config["stream_chunk"],
-                    frame_chunk=self.config["stream_frames"],
-                )
-            return self.decoder(piece)[0]
-
-        s = self.spatial_compression
-        tile_above = self.config["tile_above"]
-        if tile_above and max(z.shape[3], z.shape[4]) * s > tile_above:
-            x = tiled(
-                run,
-                z,
-                tile=self.config["tile_size"] // s,
-                overlap=self.config["tile_overlap"] // s,
-                scale=s,
-            )
-        else:
-            x = run(z)
+        x = self._run(z, decode=True, stream=stream)  # (B, 3, T, H, W)
         if crop_to is not None:
             t, h, w = tuple(crop_to)[-3:]
             x = x[:, :, :t, :h, :w]
