@@ -7,12 +7,12 @@ video that starts with it (W.A.L.T Sec. 3.1).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 from torch import nn
 
+from common.presets import resolve_preset
 from common.registry import register
 from tokenizer.decoder import Decoder
 from tokenizer.distribution import DiagonalGaussian
@@ -24,8 +24,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # for tests and the quickstart: < 1M parameters
     "tiny": {"base_channels": 16, "channel_mults": [1, 1, 2, 2], "num_res_blocks": 1, "groups": 8},
     # W.A.L.T Table 8: 128 base channels, multipliers 1,2,2,4 (video), 4 res blocks per level
-    "walt": {"base_channels": 128, "channel_mults": [1, 2, 2, 4], "num_res_blocks": 4},
-    "walt-image": {"base_channels": 128, "channel_mults": [1, 1, 2, 4], "num_res_blocks": 4},
+    "walt": {"base_channels": 128, "channel_mults": [1, 2, 2, 4], "num_res_blocks": 4, "groups": 32},
+    "walt-image": {
+        "base_channels": 128,
+        "channel_mults": [1, 1, 2, 4],
+        "num_res_blocks": 4,
+        "groups": 32,
+    },
 }
 
 
@@ -34,12 +39,15 @@ class CausalVAE(nn.Module):
     """Causal 3D-CNN VAE with a diagonal-Gaussian latent.
 
     Args:
-        base_channels: channels at full resolution.
-        channel_mults: per-level multipliers; ``len - 1`` 2x spatial downsamples.
-        num_res_blocks: residual blocks per level.
+        preset: a name of ``PRESETS`` (``tiny``, ``walt``, ``walt-image``) giving the four sizes
+            below where they are ``None``; ``None`` = give all four (see ``common.presets``).
+        base_channels: channels at full resolution (``None``: the preset's).
+        channel_mults: per-level multipliers; ``len - 1`` 2x spatial downsamples (``None``: the
+            preset's).
+        num_res_blocks: residual blocks per level (``None``: the preset's).
         latent_channels: ``c`` (8 in W.A.L.T).
         temporal_compression: frames per latent frame after the first (4).
-        groups: GroupNorm groups.
+        groups: GroupNorm groups (``None``: the preset's).
         pad_mode: causal front padding, ``"replicate"`` or ``"zeros"``.
         stream_above: decode/encode in temporal chunks when the clip has more latent frames
             (default 1: every video streams; streaming equals one-shot to float tolerance and
@@ -57,12 +65,13 @@ class CausalVAE(nn.Module):
     def __init__(
         self,
         *,
-        base_channels: int = 128,
-        channel_mults: list[int] | tuple[int, ...] = (1, 2, 2, 4),
-        num_res_blocks: int = 4,
+        preset: str | None = "walt",
+        base_channels: int | None = None,
+        channel_mults: list[int] | tuple[int, ...] | None = None,
+        num_res_blocks: int | None = None,
         latent_channels: int = 8,
         temporal_compression: int = 4,
-        groups: int = 32,
+        groups: int | None = None,
         pad_mode: str = "replicate",
         stream_above: int = 1,
         stream_chunk: int = 1,
@@ -74,13 +83,23 @@ class CausalVAE(nn.Module):
         latent_std: list[float] | None = None,
     ) -> None:
         super().__init__()
-        arch = dict(
+        sizes = resolve_preset(
+            PRESETS,
+            preset,
+            model="tokenizer",
             base_channels=base_channels,
-            channel_mults=tuple(channel_mults),
+            channel_mults=channel_mults,
             num_res_blocks=num_res_blocks,
+            groups=groups,
+        )
+        channel_mults = sizes["channel_mults"]
+        arch = dict(
+            base_channels=sizes["base_channels"],
+            channel_mults=tuple(channel_mults),
+            num_res_blocks=sizes["num_res_blocks"],
             latent_channels=latent_channels,
             temporal_compression=temporal_compression,
-            groups=groups,
+            groups=sizes["groups"],
             pad_mode=pad_mode,
         )
         self.encoder = Encoder(**arch)
@@ -109,9 +128,7 @@ class CausalVAE(nn.Module):
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> CausalVAE:
         """Build a preset (``tiny``, ``walt``, ``walt-image``) with keyword overrides."""
-        if name not in PRESETS:
-            raise KeyError(f"unknown tokenizer preset {name!r}; choose from {sorted(PRESETS)}")
-        return cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
+        return cls(preset=name, **overrides)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> CausalVAE:
