@@ -4,7 +4,9 @@ Every stage of the project (the tokenizer and the W.A.L.T diffusion model) is an
 LightningModule plus a LightningDataModule, configured from YAML through ``class_path`` /
 ``init_args``. Values that must agree are linked here, so a config states each only once:
 
-- the data's clip length and size set the module's (``num_frames``, ``size``);
+- the data's clip length and size set the module's (``num_frames``, ``size``) and the backbone's
+  ``max_latent_size`` (the latent grid its position tables are sized for,
+  ``t = 1 + (T - 1) / 4``, ``h = H / 8``, ``w = W / 8``);
 - the diffusion module's ``latent_channels`` sets its backbone's ``in_channels``.
 
 A link whose source or target the chosen classes lack is skipped, so one CLI serves both stages.
@@ -12,7 +14,17 @@ A link whose source or target the chosen classes lack is skipped, so one CLI ser
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from tokenizer.vae import latent_size
+
+
+def max_latent_size(num_frames: int, size: int | Sequence[int]) -> list[int]:
+    """The backbone's ``max_latent_size`` for the data's pixel clips ``(T, size)``."""
+    height, width = (size, size) if isinstance(size, int) else size
+    return list(latent_size(num_frames, height, width))
 
 
 class WaltCLI(LightningCLI):
@@ -21,6 +33,11 @@ class WaltCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.init_args.num_frames", "model.init_args.num_frames")
         parser.link_arguments("data.init_args.size", "model.init_args.size")
+        parser.link_arguments(
+            ("data.init_args.num_frames", "data.init_args.size"),
+            "model.init_args.backbone.init_args.max_latent_size",
+            compute_fn=max_latent_size,
+        )
         parser.link_arguments(
             "model.init_args.latent_channels", "model.init_args.backbone.init_args.in_channels"
         )

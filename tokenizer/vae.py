@@ -34,6 +34,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def latent_size(
+    num_frames: int,
+    height: int,
+    width: int,
+    *,
+    temporal_compression: int = 4,
+    spatial_compression: int = 8,
+) -> tuple[int, int, int]:
+    """Latent ``(t, h, w)`` of a ``(T, H, W)`` clip: ``t = 1 + (T - 1) / 4``, ``h = H / 8``, ``w = W / 8``
+    with W.A.L.T's compressions (Sec. 3.1); a clear error when the clip does not divide."""
+    r, s = temporal_compression, spatial_compression
+    if num_frames < 1 or (num_frames - 1) % r:
+        raise ValueError(f"num_frames={num_frames} is not 1 + {r}k")
+    if height % s or width % s:
+        raise ValueError(f"size {height}x{width} is not divisible by {s}")
+    return 1 + (num_frames - 1) // r, height // s, width // s
+
+
 @register("tokenizer")
 class CausalVAE(nn.Module):
     """Causal 3D-CNN VAE with a diagonal-Gaussian latent.
@@ -178,8 +196,13 @@ class CausalVAE(nn.Module):
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """Latent (t, h, w) for a valid pixel size."""
-        r, s = self.temporal_compression, self.spatial_compression
-        return 1 + (frames - 1) // r, height // s, width // s
+        return latent_size(
+            frames,
+            height,
+            width,
+            temporal_compression=self.temporal_compression,
+            spatial_compression=self.spatial_compression,
+        )
 
     # ---- encode / decode -----------------------------------------------------------------
     def _run(self, x: torch.Tensor, *, decode: bool, stream: bool) -> torch.Tensor:
