@@ -70,7 +70,7 @@ def generate_latents(
             timesteps = timesteps.to(device).expand(x_t.shape[0])
         return net(x_t, timesteps.float(), self_cond=self_cond, **conds.model_kwargs(uncond=uncond))
 
-    guidance = ClassifierFreeGuidance(scale=guidance_scale) if guidance_scale != 1.0 else None
+    guidance = ClassifierFreeGuidance(guidance_scale=guidance_scale) if guidance_scale != 1.0 else None
     z = sample(
         denoiser,
         make_sampler(sampler, diffusion, num_inference_steps=num_inference_steps),
