@@ -10,21 +10,15 @@ LightningModule plus a LightningDataModule, configured from YAML through ``class
 - the diffusion module's ``latent_channels`` sets its backbone's ``in_channels``.
 
 A link whose source or target the chosen classes lack is skipped, so one CLI serves both stages.
+LightningCLI does not save the backbone's linked values in checkpoints; loading re-derives them
+(``walt.lightning.loading.with_linked_backbone_args``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from tokenizer.vae import latent_size
-
-
-def max_latent_size(num_frames: int, size: int | Sequence[int]) -> list[int]:
-    """The backbone's ``max_latent_size`` for the data's pixel clips ``(T, size)``."""
-    height, width = (size, size) if isinstance(size, int) else size
-    return list(latent_size(num_frames, height, width))
+from walt.lightning.loading import max_latent_size
 
 
 class WaltCLI(LightningCLI):

@@ -51,6 +51,29 @@ def test_generate_cli_writes_media_and_scores(trained, assets, tmp_path):  # noq
     assert json.loads((out / "score.json").read_text()) == score
 
 
+def test_generate_flags_reach_the_sampler(trained, tmp_path, monkeypatch):
+    import walt.lightning.generation as generation
+
+    seen = {}
+
+    def fake_sample(denoiser, sampler, shape, *, guidance, **kwargs):
+        seen.update(sampler=sampler, guidance=guidance)
+        return torch.zeros(shape)
+
+    monkeypatch.setattr(generation, "sample", fake_sample)
+    generate_main([str(trained["ckpt"]), "--out", str(tmp_path), "--labels", "0",
+                   "--sampler", "ddim", "--sampler-options", '{"eta": 0.5}',
+                   "--num-inference-steps", "3", "--guidance-scale", "3",
+                   "--guidance-schedule", "linear", "--guidance-min-scale", "1.5",
+                   "--guidance-rescale", "0.7"])
+    sampler, guidance = seen["sampler"], seen["guidance"]
+    assert (type(sampler).__name__, sampler.eta, sampler.num_inference_steps) == ("DDIMSampler", 0.5, 3)
+    assert (guidance.guidance_scale, guidance.guidance_schedule) == (3.0, "linear")
+    assert (guidance.guidance_min_scale, guidance.guidance_rescale) == (1.5, 0.7)
+    with pytest.raises(TypeError, match="bogus"):
+        load_module(trained["ckpt"], sampler_options={"bogus": 1})
+
+
 def test_export_roundtrip(trained, tmp_path):
     path = export_checkpoint(trained["ckpt"], tmp_path / "walt.safetensors")
     net = load_backbone(path)

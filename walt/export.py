@@ -21,6 +21,7 @@ from torch import nn
 
 from common.atomic import atomic_path
 from common.registry import build
+from walt.lightning.loading import with_linked_backbone_args
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
@@ -34,7 +35,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     }
     if not weights:
         raise ValueError(f"{ckpt} holds no EMA weights (keys starting with {prefix!r})")
-    hparams = _plain(state.get("hyper_parameters", {}))
+    hparams = with_linked_backbone_args(_plain(state.get("hyper_parameters", {})))
     meta = {"config": json.dumps(hparams), "global_step": str(state.get("global_step", 0))}
     out = Path(out)
     with atomic_path(out) as tmp:
@@ -54,7 +55,7 @@ def load_backbone(path: str | Path) -> nn.Module:
     The backbone class comes from ``common.registry`` (kind ``"backbone"``); any other
     ``class_path`` in the file is refused before anything is imported or built.
     """
-    config = read_config(path)
+    config = with_linked_backbone_args(read_config(path))
     spec = config.get("backbone")
     if not isinstance(spec, dict) or "class_path" not in spec:
         raise ValueError(f"{path} has no backbone class_path in its config")

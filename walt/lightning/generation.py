@@ -7,6 +7,9 @@ answers (classifier-free guidance, Ho & Salimans 2022).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -31,8 +34,9 @@ def generate_latents(
     cond_pixels: Tensor | None,
     cond_mask: Tensor | None,
     sampler: str,
+    sampler_options: Mapping[str, Any],
     num_inference_steps: int,
-    guidance_scale: float,
+    guidance: ClassifierFreeGuidance | None,
     generator: torch.Generator | None,
     progress: bool,
 ) -> Tensor:
@@ -46,6 +50,8 @@ def generate_latents(
         cond_pixels: (B, C, T, H, W) known frames (the rest may be anything), for image to video,
             extension and interpolation.
         cond_mask: (B, t) latent-frame mask: 1 where ``cond_pixels`` is known.
+        sampler, sampler_options: the registered sampler's name and its own options.
+        guidance: classifier-free guidance (scale, schedule, rescale); ``None`` for none.
     """
     device = next(net.parameters()).device
     b = _batch_size(labels, text_emb, cond_pixels, num_samples)
@@ -70,10 +76,11 @@ def generate_latents(
             timesteps = timesteps.to(device).expand(x_t.shape[0])
         return net(x_t, timesteps.float(), self_cond=self_cond, **conds.model_kwargs(uncond=uncond))
 
-    guidance = ClassifierFreeGuidance(guidance_scale=guidance_scale) if guidance_scale != 1.0 else None
     z = sample(
         denoiser,
-        make_sampler(sampler, diffusion, num_inference_steps=num_inference_steps),
+        make_sampler(
+            sampler, diffusion, num_inference_steps=num_inference_steps, **sampler_options
+        ),
         (b, codec.latent_channels, t, h, w),
         guidance=guidance,
         generator=generator,

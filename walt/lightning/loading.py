@@ -11,13 +11,14 @@ its defaults); resume training with ``train.py fit --ckpt_path``, which builds f
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from common.registry import RefusedClassError, build, resolve
+from tokenizer.vae import latent_size
 
 # Hyperparameters a checkpoint carries but loading for inference does not rebuild.
 _TRAINING_ONLY = ("optimizer", "lr_scheduler")
@@ -25,6 +26,37 @@ _TRAINING_ONLY = ("optimizer", "lr_scheduler")
 _BUILT = {"backbone": "backbone", "diffusion": "diffusion"}
 # Deprecated argument names of checkpoints written before the vocabulary change (docs/CONVENTIONS.md).
 RENAMED = {"num_sample_steps": "num_inference_steps", "num_train_steps": "num_train_timesteps"}
+
+
+def max_latent_size(num_frames: int, size: int | Sequence[int]) -> list[int]:
+    """The backbone's ``max_latent_size`` for pixel clips of ``num_frames`` x ``size``
+    (``train.py`` links it from the data; the loader re-derives it)."""
+    height, width = (size, size) if isinstance(size, int) else size
+    return list(latent_size(num_frames, height, width))
+
+
+def with_linked_backbone_args(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Fill the backbone arguments that ``train.py`` links from other values.
+
+    LightningCLI does not save link targets nested in a subclass's ``init_args``, so a
+    checkpoint lacks ``in_channels`` and ``max_latent_size``; they are derived here from the
+    saved ``latent_channels``, ``num_frames`` and ``size`` as in training, for backbones that take
+    them. Saved values win.
+
+    Raises:
+        RefusedClassError: the backbone's class is not registered (nothing is imported).
+    """
+    spec = hparams.get("backbone")
+    if not isinstance(spec, Mapping) or "class_path" not in spec:
+        return hparams
+    takes = inspect.signature(resolve("backbone", spec["class_path"])).parameters
+    linked = {}
+    if "latent_channels" in hparams and "in_channels" in takes:
+        linked["in_channels"] = hparams["latent_channels"]
+    if "num_frames" in hparams and "size" in hparams and "max_latent_size" in takes:
+        linked["max_latent_size"] = max_latent_size(hparams["num_frames"], hparams["size"])
+    init_args = {**linked, **(spec.get("init_args") or {})}
+    return {**hparams, "backbone": {**spec, "init_args": init_args}}
 
 
 def _class_paths(value: Any, where: str) -> Iterator[tuple[str, Any]]:
@@ -88,7 +120,7 @@ def load_walt_checkpoint(
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     state = torch.load(path, map_location=map_location, weights_only=True)
-    hparams = checked_hparams(state.get("hyper_parameters") or {})
+    hparams = with_linked_backbone_args(checked_hparams(state.get("hyper_parameters") or {}))
     for key, kind in _BUILT.items():
         if key not in overrides:
             if key not in hparams:

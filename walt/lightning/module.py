@@ -29,7 +29,7 @@ from walt.lightning.backbone_inputs import (
 from walt.lightning.ema import make_ema
 from walt.lightning.generation import generate_latents
 from walt.lightning.latents import LatentCodec
-from walt.samplers import SamplerName
+from walt.samplers import ClassifierFreeGuidance, GuidanceSchedule, SamplerName, make_sampler
 from walt.text_encoder import TextEncoder
 
 
@@ -61,6 +61,12 @@ class WALTModule(LightningModule):
         sampler: default sampler for ``generate``.
         num_inference_steps: default number of sampling steps (50 DDIM steps in the paper).
         guidance_scale: default classifier-free guidance scale (1 = no guidance).
+        guidance_schedule: how the scale ramps over sampling (``"constant"``, ``"linear"``,
+            ``"cosine"``), from ``guidance_min_scale`` up to ``guidance_scale``.
+        guidance_min_scale: start of a non-constant guidance schedule.
+        guidance_rescale: guidance rescale ``phi`` in [0, 1] (Lin et al. 2023, Sec. 3.4).
+        sampler_options: the sampler's own options (``eta``, ``variance``,
+            ``timestep_spacing``, ``clip_x0``, ...; see ``walt.samplers``).
         max_nonfinite_steps: consecutive non-finite losses tolerated (each skipped and logged)
             before training stops with an error.
         seed: base of the per-step random generator (noise, timesteps, dropout, masks). Each
@@ -87,6 +93,10 @@ class WALTModule(LightningModule):
         sampler: SamplerName = "ddim",
         num_inference_steps: int = 50,
         guidance_scale: float = 1.0,
+        guidance_schedule: GuidanceSchedule = "constant",
+        guidance_min_scale: float = 1.0,
+        guidance_rescale: float = 0.0,
+        sampler_options: dict[str, Any] | None = None,
         max_nonfinite_steps: int = 20,
         seed: int = 0,
     ) -> None:
@@ -111,6 +121,15 @@ class WALTModule(LightningModule):
         self.image_loss_weight = image_loss_weight
         self.sampler_name, self.num_inference_steps = sampler, num_inference_steps
         self.guidance_scale, self.max_nonfinite_steps = guidance_scale, max_nonfinite_steps
+        self.guidance_options = dict(
+            guidance_schedule=guidance_schedule,
+            guidance_min_scale=guidance_min_scale,
+            guidance_rescale=guidance_rescale,
+        )
+        self.sampler_options = dict(sampler_options or {})
+        # Build both once so that a bad option fails here, naming it, not after training.
+        ClassifierFreeGuidance(guidance_scale=guidance_scale, **self.guidance_options)
+        make_sampler(sampler, diffusion, num_inference_steps=1, **self.sampler_options)
         self.seed = seed
         self._nonfinite_run = 0
         self._skip_update = False
@@ -312,8 +331,12 @@ class WALTModule(LightningModule):
             cond_pixels=cond_pixels,
             cond_mask=cond_mask,
             sampler=sampler or self.sampler_name,
+            sampler_options=self.sampler_options,
             num_inference_steps=num_inference_steps or self.num_inference_steps,
-            guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
+            guidance=ClassifierFreeGuidance(
+                guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
+                **self.guidance_options,
+            ),
             generator=generator,
             progress=progress,
         )
