@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from common.atomic import atomic_path
 from tokenizer.vae import CausalVAE
 
 CONFIG_KEY = "config"
@@ -37,9 +38,9 @@ def config_key(container: Mapping[str, Any], path: str | Path) -> str:
 def save_tokenizer(vae: CausalVAE, path: str | Path) -> Path:
     """Write ``vae``'s weights and config (with latent statistics) to a safetensors file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
-    save_file(state, str(path), metadata={CONFIG_KEY: json.dumps(vae.config), "format": "pt"})
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={CONFIG_KEY: json.dumps(vae.config), "format": "pt"})
     return path
 
 
@@ -106,6 +107,6 @@ def store_latent_stats(
     config["latent_mean"] = [float(v) for v in mean]
     config["latent_std"] = [float(v) for v in std]
     checkpoint[CONFIG_KEY] = config
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, out)
+    with atomic_path(out) as tmp:
+        torch.save(checkpoint, tmp)
     return out
