@@ -16,9 +16,12 @@ LightningCLI does not save the backbone's linked values in checkpoints; loading 
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from walt.lightning.loading import max_latent_size
+from walt.lightning.loading import checked_hparams, max_latent_size
 
 
 class WaltCLI(LightningCLI):
@@ -35,6 +38,25 @@ class WaltCLI(LightningCLI):
         parser.link_arguments(
             "model.init_args.latent_channels", "model.init_args.backbone.init_args.in_channels"
         )
+
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI's merge of a ``--ckpt_path`` checkpoint's hyperparameters into the config,
+        but checked by ``common.registry`` first: a class the checkpoint names is refused unless
+        registered, before jsonargparse could import it. The optimizer and LR scheduler come from
+        the config, never from the checkpoint."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        saved = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        class_path = saved.get("hyper_parameters", {}).get("_class_path")
+        hparams = checked_hparams(saved.get("hyper_parameters", {}))
+        if not hparams:
+            return
+        if class_path is not None:
+            hparams = {"class_path": class_path, "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
 
 def main(args: list[str] | None = None) -> WaltCLI:

@@ -32,7 +32,7 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "diffusion": ("walt.diffusion.gaussian",),
     "tokenizer": ("tokenizer.vae",),
     "sampler": ("walt.samplers.registry",),
-    "module": ("walt.lightning.module",),
+    "module": ("walt.lightning.module", "tokenizer.module"),
 }
 KINDS: tuple[str, ...] = tuple(_BUILTIN_MODULES)
 

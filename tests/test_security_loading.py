@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,6 +76,24 @@ def test_checkpoint_cannot_import_a_module_from_cwd(evil_cwd, hparams):
     assert not (evil_cwd / "pwned").exists()
     assert "evil" not in sys.modules
     assert not (evil_cwd / "out").exists()
+
+
+@pytest.mark.parametrize("key", ["backbone", "optimizer"])
+def test_train_cli_ckpt_path_cannot_import_a_module_from_cwd(evil_cwd, key):
+    from train import main as cli_main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "walt" / "tiny_cpu.yaml"
+    ckpt = _checkpoint(evil_cwd, **{key: {"class_path": "evil.Backdoor", "init_args": {}}})
+    if key == "backbone":
+        with pytest.raises(RefusedClassError, match="evil.Backdoor"):
+            cli_main(["predict", f"--config={config}", f"--ckpt_path={ckpt}"])
+    else:  # training-only factories are never taken from the checkpoint
+        # The run gets past the checkpoint and stops later, on the missing tokenizer file.
+        with pytest.raises(ValueError, match="tokenizer checkpoint .* does not exist"):
+            cli_main(["predict", f"--config={config}", f"--ckpt_path={ckpt}",
+                      "--trainer.accelerator=cpu", "--trainer.logger=false"])
+    assert not (evil_cwd / "pwned").exists()
+    assert "evil" not in sys.modules
 
 
 def _export(path, config: dict) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from common.registry import register
 from data.encode import write_mp4
 from tokenizer.discriminator import Discriminator3d
 from tokenizer.ema import ema_decay_at, update_ema
@@ -43,6 +44,7 @@ def batch_streams(batch: dict) -> dict[str, torch.Tensor]:
     return streams
 
 
+@register("module")
 class TokenizerModule(L.LightningModule):
     """Train ``CausalVAE`` (reconstruction + KL + perceptual + GAN with LeCAM).
 
