@@ -4,20 +4,28 @@ Every stage of the project (the tokenizer and the W.A.L.T diffusion model) is an
 LightningModule plus a LightningDataModule, configured from YAML through ``class_path`` /
 ``init_args``. Values that must agree are linked here, so a config states each only once:
 
-- the data's clip length and size set the module's (``num_frames``, ``size``);
+- the data's clip length and size set the module's (``num_frames``, ``size``) and the backbone's
+  ``max_latent_size`` (the latent grid its position tables are sized for,
+  ``t = 1 + (T - 1) / 4``, ``h = H / 8``, ``w = W / 8``);
 - the diffusion module's ``latent_channels`` sets its backbone's ``in_channels``.
 
 Relative output paths (logger ``save_dir``, checkpoint ``dirpath``) are taken relative to
 ``trainer.default_root_dir`` (``common.run_paths``), so one override moves a whole run.
 
 A link whose source or target the chosen classes lack is skipped, so one CLI serves both stages.
+LightningCLI does not save the backbone's linked values in checkpoints; loading re-derives them
+(``walt.lightning.loading.with_linked_backbone_args``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from common.run_paths import root_output_paths
+from walt.lightning.loading import checked_hparams, max_latent_size
 
 
 class WaltCLI(LightningCLI):
@@ -27,12 +35,36 @@ class WaltCLI(LightningCLI):
         parser.link_arguments("data.init_args.num_frames", "model.init_args.num_frames")
         parser.link_arguments("data.init_args.size", "model.init_args.size")
         parser.link_arguments(
+            ("data.init_args.num_frames", "data.init_args.size"),
+            "model.init_args.backbone.init_args.max_latent_size",
+            compute_fn=max_latent_size,
+        )
+        parser.link_arguments(
             "model.init_args.latent_channels", "model.init_args.backbone.init_args.in_channels"
         )
 
     def before_instantiate_classes(self) -> None:
         # Relative output paths of loggers and callbacks live under trainer.default_root_dir.
         root_output_paths(self.config[self.subcommand] if self.subcommand else self.config)
+
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI's merge of a ``--ckpt_path`` checkpoint's hyperparameters into the config,
+        but checked by ``common.registry`` first: a class the checkpoint names is refused unless
+        registered, before jsonargparse could import it. The optimizer and LR scheduler come from
+        the config, never from the checkpoint."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        saved = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        class_path = saved.get("hyper_parameters", {}).get("_class_path")
+        hparams = checked_hparams(saved.get("hyper_parameters", {}))
+        if not hparams:
+            return
+        if class_path is not None:
+            hparams = {"class_path": class_path, "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
 
 def main(args: list[str] | None = None) -> WaltCLI:

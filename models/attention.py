@@ -143,29 +143,8 @@ def _flatten_bias(bias: Tensor, lead: torch.Size) -> Tensor:
 
 
 class _MultiHead(nn.Module):
-    """What both attention layers share: head split, optional QK-norm, kernel choice, output
-    projection. Subclasses add their input projections."""
-
-    def __init__(
-        self, *, dim: int, num_heads: int, qk_norm: bool, attn_backend: AttnBackend | None
-    ) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim={dim} does not divide by num_heads={num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.backend: AttnBackend = attn_backend or default_attn_backend()
-        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.proj = nn.Linear(dim, dim)
-
-
-class SelfAttention(_MultiHead):
-    """Multi-head self-attention with QK-norm over pre-grouped windows.
-
-    QK-norm (LayerNorm on each head's queries and keys) keeps attention logits bounded, which
-    W.A.L.T (Gupta et al. 2023, Sec. 5.4) reports as important for stable training at scale.
-    """
+    """What both attention layers share: the constructor, head split, optional QK-norm, kernel
+    choice, output projection. Subclasses add their input projections in :meth:`_projections`."""
 
     def __init__(
         self,
@@ -176,12 +155,35 @@ class SelfAttention(_MultiHead):
         attn_backend: AttnBackend | None = None,
     ) -> None:
         """Args:
-        dim: model width ``D``; must divide by ``num_heads``.
+        dim: model width ``D``; must divide by ``num_heads`` (cross-attention: the text is
+            projected to ``D`` by the model beforehand).
         num_heads: attention heads.
         qk_norm: LayerNorm queries and keys per head.
         attn_backend: kernel override; ``None`` = :func:`default_attn_backend`.
         """
-        super().__init__(dim=dim, num_heads=num_heads, qk_norm=qk_norm, attn_backend=attn_backend)
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} does not divide by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.backend: AttnBackend = attn_backend or default_attn_backend()
+        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+        self._projections(dim)
+
+    def _projections(self, dim: int) -> None:
+        raise NotImplementedError
+
+
+class SelfAttention(_MultiHead):
+    """Multi-head self-attention with QK-norm over pre-grouped windows.
+
+    QK-norm (LayerNorm on each head's queries and keys) keeps attention logits bounded, which
+    W.A.L.T (Gupta et al. 2023, Sec. 5.4) reports as important for stable training at scale.
+    """
+
+    def _projections(self, dim: int) -> None:
         self.qkv = nn.Linear(dim, 3 * dim)
 
     def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -202,21 +204,7 @@ class WindowCrossAttention(_MultiHead):
     The output projection starts at zero, so the layer starts as a no-op on the residual stream.
     """
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        num_heads: int,
-        qk_norm: bool = True,
-        attn_backend: AttnBackend | None = None,
-    ) -> None:
-        """Args:
-        dim: model width ``D`` (the text is projected to ``D`` by the model beforehand).
-        num_heads: attention heads.
-        qk_norm: LayerNorm queries and keys per head.
-        attn_backend: kernel override; ``None`` = :func:`default_attn_backend`.
-        """
-        super().__init__(dim=dim, num_heads=num_heads, qk_norm=qk_norm, attn_backend=attn_backend)
+    def _projections(self, dim: int) -> None:
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         nn.init.zeros_(self.proj.weight)

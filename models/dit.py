@@ -18,6 +18,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from common.registry import register
 from models.adaln import AdaLNKind, SharedAdaLN, modulate
 from models.attention import AttnBackend
 from models.blocks import WindowBlock
@@ -53,6 +54,7 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
+@register("backbone")
 class WindowedDiT(nn.Module):
     """Windowed diffusion transformer; see the module docstring and ``docs/models.md``."""
 
@@ -62,9 +64,10 @@ class WindowedDiT(nn.Module):
         in_channels: int = 8,
         out_channels: int | None = None,
         patch_size: int = 1,
-        hidden_size: int = 1024,
-        depth: int = 24,
-        num_heads: int = 16,
+        preset: str | None = "L",
+        hidden_size: int | None = None,
+        depth: int | None = None,
+        num_heads: int | None = None,
         mlp_ratio: float = 4.0,
         num_classes: int = 0,
         text_dim: int = 0,
@@ -85,9 +88,12 @@ class WindowedDiT(nn.Module):
         in_channels: latent channels ``c`` of ``x``.
         out_channels: predicted channels (``None`` = ``in_channels``).
         patch_size: ``p`` for ``1 x p x p`` patches (1, as the paper finds best; 2 and 4 work).
-        hidden_size: width ``D``.
-        depth: number of blocks; S and ST alternate, starting with S.
-        num_heads: attention heads.
+        preset: a name of ``models.DIT_PRESETS`` (``tiny``, ``S``, ``B``, ``L``, ``XL``) giving
+            ``hidden_size``, ``depth`` and ``num_heads`` where they are ``None``; ``None`` =
+            give all three.
+        hidden_size: width ``D`` (``None``: the preset's).
+        depth: number of blocks; S and ST alternate, starting with S (``None``: the preset's).
+        num_heads: attention heads (``None``: the preset's).
         mlp_ratio: MLP inner width / ``D``.
         num_classes: real classes (0 = no class conditioning); index ``num_classes`` is null.
         text_dim: width ``E`` of text embeddings (0 = no text, no cross-attention).
@@ -106,6 +112,8 @@ class WindowedDiT(nn.Module):
         attn_backend: ``"sdpa" | "xformers" | "reference"``; ``None`` = module default.
         """
         super().__init__()
+        sizes = preset_config(preset, hidden_size=hidden_size, depth=depth, num_heads=num_heads)
+        hidden_size, depth, num_heads = sizes["hidden_size"], sizes["depth"], sizes["num_heads"]
         t_max, h_max, w_max = max_latent_size
         if h_max % patch_size or w_max % patch_size:
             raise ValueError(
@@ -197,7 +205,7 @@ class WindowedDiT(nn.Module):
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> WindowedDiT:
         """Build a preset of ``models.DIT_PRESETS`` (``tiny``, ``S``, ``B``, ``L``, ``XL``)."""
-        return cls(**preset_config(name, **overrides))
+        return cls(preset=name, **overrides)
 
     # ----------------------------------------------------------------------------------- inputs
     def _check_cond(

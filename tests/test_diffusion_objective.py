@@ -178,7 +178,7 @@ def test_loss_gradient_flows_to_prediction():
 
 
 def test_sample_timesteps_range_and_reproducibility():
-    diffusion = GaussianDiffusion(num_train_steps=10)
+    diffusion = GaussianDiffusion(num_train_timesteps=10)
     a = diffusion.sample_timesteps(2000, torch.Generator().manual_seed(0))
     b = diffusion.sample_timesteps(2000, torch.Generator().manual_seed(0))
     assert a.dtype == torch.long and torch.equal(a, b)

@@ -74,7 +74,7 @@ def test_alpha_sigma_is_unit_norm():
     ("kwargs", "message"),
     [
         (dict(kind="quadratic"), "unknown schedule kind"),
-        (dict(num_steps=1), "num_steps"),
+        (dict(num_train_timesteps=1), "num_train_timesteps"),
         (dict(beta_start=0.0), "betas must lie"),
         (dict(beta_end=1.5), "betas must lie"),
     ],

@@ -18,13 +18,13 @@ def outputs(seed: int = 0):
 @pytest.mark.parametrize("w", [0.0, 1.0, 2.5, 7.5])
 def test_constant_guidance_combines(w):
     cond, uncond = outputs()
-    guidance = ClassifierFreeGuidance(scale=w)
+    guidance = ClassifierFreeGuidance(guidance_scale=w)
     torch.testing.assert_close(guidance.combine(cond, uncond, 0.3), uncond + w * (cond - uncond))
 
 
 def test_scale_one_is_conditional_only():
     cond, uncond = outputs()
-    guidance = ClassifierFreeGuidance(scale=1.0)
+    guidance = ClassifierFreeGuidance(guidance_scale=1.0)
     assert not guidance.needs_uncond(0.0)
     torch.testing.assert_close(guidance.combine(cond, uncond, 0.5), cond)
 
@@ -40,23 +40,24 @@ def test_scale_one_is_conditional_only():
     ],
 )
 def test_schedule_values(schedule, reverse, expected):
-    guidance = ClassifierFreeGuidance(scale=5.0, schedule=schedule, min_scale=1.0, reverse=reverse)
+    guidance = ClassifierFreeGuidance(guidance_scale=5.0, guidance_schedule=schedule,
+                                      guidance_min_scale=1.0, guidance_reverse=reverse)
     values = [guidance.scale_at(p) for p in (0.0, 0.5, 1.0)]
     assert values == pytest.approx(expected)
 
 
 def test_cosine_schedule_shape():
-    guidance = ClassifierFreeGuidance(scale=3.0, schedule="cosine", min_scale=0.0)
+    guidance = ClassifierFreeGuidance(guidance_scale=3.0, guidance_schedule="cosine", guidance_min_scale=0.0)
     assert guidance.scale_at(0.25) == pytest.approx(3.0 * (1 - math.cos(math.pi / 4)) / 2)
     assert guidance.needs_uncond(0.25) and guidance.needs_uncond(1.0)
 
 
 def test_rescale_restores_conditional_std():
     cond, uncond = outputs(1)
-    full = ClassifierFreeGuidance(scale=7.0, rescale=1.0).combine(cond, uncond, 0.0)
+    full = ClassifierFreeGuidance(guidance_scale=7.0, guidance_rescale=1.0).combine(cond, uncond, 0.0)
     torch.testing.assert_close(full.std(dim=(1, 2, 3, 4)), cond.std(dim=(1, 2, 3, 4)))
-    plain = ClassifierFreeGuidance(scale=7.0).combine(cond, uncond, 0.0)
-    half = ClassifierFreeGuidance(scale=7.0, rescale=0.5).combine(cond, uncond, 0.0)
+    plain = ClassifierFreeGuidance(guidance_scale=7.0).combine(cond, uncond, 0.0)
+    half = ClassifierFreeGuidance(guidance_scale=7.0, guidance_rescale=0.5).combine(cond, uncond, 0.0)
     torch.testing.assert_close(half, 0.5 * full + 0.5 * plain)
 
 
@@ -69,16 +70,17 @@ def test_progress_of():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [(dict(schedule="step"), "schedule"), (dict(rescale=1.5), "rescale")],
+    [(dict(guidance_schedule="step"), "guidance_schedule"),
+     (dict(guidance_rescale=1.5), "guidance_rescale")],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ClassifierFreeGuidance(scale=2.0, **kwargs)
+        ClassifierFreeGuidance(guidance_scale=2.0, **kwargs)
 
 
 def test_shape_mismatch_and_bad_progress_raise():
     cond, uncond = outputs()
-    guidance = ClassifierFreeGuidance(scale=2.0)
+    guidance = ClassifierFreeGuidance(guidance_scale=2.0)
     with pytest.raises(ValueError, match="shape"):
         guidance.combine(cond, uncond[:1], 0.0)
     with pytest.raises(ValueError, match="progress"):

@@ -32,9 +32,9 @@ class RecordingDenoiser:
     def __init__(self) -> None:
         self.calls: list[dict] = []
 
-    def __call__(self, x_t, t, *, self_cond, uncond):
-        self.calls.append(dict(t=t.clone(), self_cond=self_cond, uncond=uncond))
-        return fake_v(x_t, t, shift=0.3 if uncond else 0.0)
+    def __call__(self, x_t, timesteps, *, self_cond, uncond):
+        self.calls.append(dict(timesteps=timesteps.clone(), self_cond=self_cond, uncond=uncond))
+        return fake_v(x_t, timesteps, shift=0.3 if uncond else 0.0)
 
 
 def noise(dtype=torch.float64):
@@ -83,7 +83,7 @@ def test_scale_one_guidance_equals_no_guidance_and_skips_uncond():
         x_T=noise(),
         progress=False,
         dtype=torch.float64,
-        guidance=ClassifierFreeGuidance(scale=1.0),
+        guidance=ClassifierFreeGuidance(guidance_scale=1.0),
     )
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert len(guided.calls) == 10 and not any(c["uncond"] for c in guided.calls)
@@ -99,7 +99,7 @@ def test_guided_loop_combines_cond_and_uncond():
         x_T=noise(),
         progress=False,
         dtype=torch.float64,
-        guidance=ClassifierFreeGuidance(scale=w),
+        guidance=ClassifierFreeGuidance(guidance_scale=w),
     )
     assert [c["uncond"] for c in denoiser.calls] == [False, True] * 5
     # Reference: a hand-written loop over the same sampler steps.
@@ -123,7 +123,7 @@ def test_self_conditioning_feeds_previous_x0():
         dtype=torch.float64,
         progress=False,
         self_condition=True,
-        guidance=ClassifierFreeGuidance(scale=2.0),
+        guidance=ClassifierFreeGuidance(guidance_scale=2.0),
         callback=lambda i, t, step: pred_x0.append(step.pred_x0),
     )
     conds = denoiser.calls[0::2]
@@ -144,7 +144,7 @@ def test_self_conditioning_off_passes_none():
         generator=torch.Generator().manual_seed(0),
     )
     assert all(c["self_cond"] is None for c in denoiser.calls)
-    assert [c["t"].tolist() for c in denoiser.calls] == [[999, 999], [666, 666], [332, 332]]
+    assert [c["timesteps"].tolist() for c in denoiser.calls] == [[999, 999], [666, 666], [332, 332]]
 
 
 def test_generator_makes_sampling_reproducible_and_x_T_shape_is_checked():
@@ -176,6 +176,6 @@ def test_frame_conditioned_denoiser_drops_c_fp_when_uncond():
         return fake_v(x_t, t)
 
     sampler = DPMSolverSampler.from_diffusion(GaussianDiffusion(), num_inference_steps=3)
-    sample(denoiser, sampler, SHAPE, progress=False, guidance=ClassifierFreeGuidance(scale=2.0))
+    sample(denoiser, sampler, SHAPE, progress=False, guidance=ClassifierFreeGuidance(guidance_scale=2.0))
     area = SHAPE[3] * SHAPE[4] * SHAPE[0]
     assert seen == [area, 0.0] * 3

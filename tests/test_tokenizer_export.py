@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 from data.encode import write_mp4
 from tokenizer import CausalVAE, load_tokenizer, save_tokenizer
@@ -25,7 +26,7 @@ def test_safetensors_round_trip(tmp_path):
     vae = tiny()
     path = save_tokenizer(vae, tmp_path / "t.safetensors")
     with safe_open(str(path), framework="pt") as f:
-        config = json.loads(f.metadata()["tokenizer_config"])
+        config = json.loads(f.metadata()["config"])
     assert config["latent_std"] == [2.0] * 8
     loaded = load_tokenizer(path)
     assert loaded.config == vae.config
@@ -33,6 +34,17 @@ def test_safetensors_round_trip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded.decode(loaded.encode(x)), vae.decode(vae.encode(x)))
         torch.testing.assert_close(loaded.normalize(loaded.encode(x)), vae.normalize(vae.encode(x)))
+
+
+def test_export_with_deprecated_config_key_loads(tmp_path):
+    vae = tiny()
+    state = {k: v.contiguous() for k, v in vae.state_dict().items()}
+    path = tmp_path / "old.safetensors"
+    save_file(state, str(path), metadata={"tokenizer_config": json.dumps(vae.config)})
+    assert load_tokenizer(path).config == vae.config
+    save_file(state, str(path), metadata={"other": "{}"})
+    with pytest.raises(ValueError, match="'config'"):
+        load_tokenizer(path)
 
 
 def test_load_errors(tmp_path):
@@ -112,7 +124,7 @@ def test_interrupted_latent_stats_write_keeps_the_original(kind, tmp_path, monke
     if kind == "ckpt":
         path = tmp_path / "tok.ckpt"
         state = {f"ema.module.{k}": v for k, v in vae.state_dict().items()}
-        torch.save({"state_dict": state, "tokenizer_config": vae.config}, path)
+        torch.save({"state_dict": state, "config": vae.config}, path)
         monkeypatch.setattr(torch, "save", _disk_full)
     else:
         path = save_tokenizer(vae, tmp_path / "tok.safetensors")

@@ -110,7 +110,7 @@ def test_checkpoint_loads_with_weights_only_and_uses_ema(tmp_path):
     tr.fit(m, loader())
     ckpt = tmp_path / "m.ckpt"
     tr.save_checkpoint(ckpt)
-    assert "tokenizer_config" in read_checkpoint(ckpt)  # weights_only=True inside
+    assert "config" in read_checkpoint(ckpt)  # weights_only=True inside
     vae = load_tokenizer(ckpt)
     x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
     with torch.no_grad():

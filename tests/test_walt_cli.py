@@ -41,7 +41,7 @@ def test_checkpoint_reloads_with_weights_only(trained):
 
 def test_generate_cli_writes_media_and_scores(trained, assets, tmp_path):  # noqa: F811
     out = generate_main([str(trained["ckpt"]), "--out", str(tmp_path), "--labels", "0,1,2",
-                         "--steps", "2"])
+                         "--num-inference-steps", "2"])
     for name in ("sample_000.mp4", "sample_002.gif", "contact_sheet.png", "samples.pt"):
         assert (out / name).stat().st_size > 0
     pixels = torch.load(out / "samples.pt", weights_only=True)["pixels"]
@@ -49,6 +49,29 @@ def test_generate_cli_writes_media_and_scores(trained, assets, tmp_path):  # noq
     score = evaluate(out, assets["shards"])
     assert set(score) >= {"shape", "color", "direction", "joint"}
     assert json.loads((out / "score.json").read_text()) == score
+
+
+def test_generate_flags_reach_the_sampler(trained, tmp_path, monkeypatch):
+    import walt.lightning.generation as generation
+
+    seen = {}
+
+    def fake_sample(denoiser, sampler, shape, *, guidance, **kwargs):
+        seen.update(sampler=sampler, guidance=guidance)
+        return torch.zeros(shape)
+
+    monkeypatch.setattr(generation, "sample", fake_sample)
+    generate_main([str(trained["ckpt"]), "--out", str(tmp_path), "--labels", "0",
+                   "--sampler", "ddim", "--sampler-options", '{"eta": 0.5}',
+                   "--num-inference-steps", "3", "--guidance-scale", "3",
+                   "--guidance-schedule", "linear", "--guidance-min-scale", "1.5",
+                   "--guidance-rescale", "0.7"])
+    sampler, guidance = seen["sampler"], seen["guidance"]
+    assert (type(sampler).__name__, sampler.eta, sampler.num_inference_steps) == ("DDIMSampler", 0.5, 3)
+    assert (guidance.guidance_scale, guidance.guidance_schedule) == (3.0, "linear")
+    assert (guidance.guidance_min_scale, guidance.guidance_rescale) == (1.5, 0.7)
+    with pytest.raises(TypeError, match="bogus"):
+        load_module(trained["ckpt"], sampler_options={"bogus": 1})
 
 
 def test_export_roundtrip(trained, tmp_path):
@@ -69,7 +92,7 @@ def test_other_subcommands(subcommand, trained, assets, tmp_path):  # noqa: F811
     args += [f"--ckpt_path={trained['ckpt']}", "--trainer.limit_val_batches=1",
              "--trainer.limit_test_batches=1", "--trainer.limit_predict_batches=1",
              "--trainer.logger=false", "--trainer.callbacks=[]",
-             "--trainer.enable_checkpointing=false", "--model.init_args.num_sample_steps=2"]
+             "--trainer.enable_checkpointing=false", "--model.init_args.num_inference_steps=2"]
     cli = cli_main(args)
     assert cli.trainer.state.finished
     if subcommand == "predict":

@@ -44,7 +44,6 @@ def _tiny_overrides(config: Path, assets: dict, root: Path) -> list[str]:
         f"{bb}hidden_size=32",
         f"{bb}depth=2",
         f"{bb}num_heads=2",
-        f"{bb}max_latent_size=[3, 2, 2]",
         f"{bb}spatiotemporal_window=[3, 2, 2]",
         f"--data.init_args.train_videos={assets['shards']}",
         "--data.init_args.num_frames=9",
@@ -82,3 +81,31 @@ def test_config_with_mismatched_channels_fails_clearly(assets, tmp_path):
     args = _tiny_overrides(config, assets, tmp_path) + ["--model.init_args.latent_channels=4"]
     with pytest.raises(ValueError, match="latent channels"):
         cli_main(args)
+
+
+@pytest.mark.parametrize(("frames", "size", "grid"), [(9, 16, (3, 2, 2)), (5, 24, (2, 3, 3))])
+def test_max_latent_size_follows_the_data(assets, tmp_path, frames, size, grid):
+    from train import WaltCLI
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "walt" / "tiny_cpu.yaml"
+    args = _tiny_overrides(config, assets, tmp_path)[1:]  # no subcommand: build only
+    args += [f"--data.init_args.num_frames={frames}", f"--data.init_args.size={size}"]
+    cli = WaltCLI(args=args, run=False, subclass_mode_model=True, subclass_mode_data=True)
+    assert cli.model.backbone.pos_embed.grid == grid
+
+
+def test_sampling_options_reach_the_module_from_the_config(assets, tmp_path):
+    from train import WaltCLI
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "walt" / "tiny_cpu.yaml"
+    args = _tiny_overrides(config, assets, tmp_path)[1:]
+    args += ["--model.init_args.guidance_schedule=cosine", "--model.init_args.guidance_rescale=0.7",
+             "--model.init_args.guidance_min_scale=0.5", "--model.init_args.sampler=ddpm",
+             '--model.init_args.sampler_options={"variance": "large"}']
+    cli = WaltCLI(args=args, run=False, subclass_mode_model=True, subclass_mode_data=True)
+    assert cli.model.guidance_options == {"guidance_schedule": "cosine", "guidance_min_scale": 0.5,
+                                          "guidance_rescale": 0.7}
+    assert (cli.model.sampler_name, cli.model.sampler_options) == ("ddpm", {"variance": "large"})
+    with pytest.raises(ValueError, match="guidance_rescale"):
+        WaltCLI(args=[*args, "--model.init_args.guidance_rescale=2.0"], run=False,
+                subclass_mode_model=True, subclass_mode_data=True)

@@ -43,7 +43,7 @@ def tiny_module(tokenizer: Path, **overrides) -> WALTModule:
         size=SIZE,
         ema_decay=0.9,
         conditioning=ConditionConfig(),
-        num_sample_steps=4,
+        num_inference_steps=4,
         optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3),
     )
     return WALTModule(**{**kw, **overrides})

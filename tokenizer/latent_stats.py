@@ -5,7 +5,7 @@
 
 The diffusion stage trains on ``vae.normalize(z)``; W.A.L.T reports that dropping latent
 normalisation costs FVD 60.7 -> 67.9 (UCF-101 ablation). The statistics are written into the
-checkpoint's ``tokenizer_config`` (a ``.ckpt``) or the export's metadata (``.safetensors``);
+checkpoint's ``config`` (a ``.ckpt``) or the export's metadata (``.safetensors``);
 by default ``CKPT`` is updated in place (through a temporary file and a rename, so an
 interrupted write leaves the original intact).
 """

@@ -1,15 +1,17 @@
 """Save and load the tokenizer: safetensors exports and Lightning checkpoints.
 
 The safetensors export holds the (EMA) VAE weights; its metadata holds the VAE ``config``
-(constructor arguments plus ``latent_mean`` / ``latent_std``) as JSON under
-``tokenizer_config``. A Lightning ``.ckpt`` of ``TokenizerModule`` is read with
-``torch.load(weights_only=True)``; its EMA weights (``ema.*``) are used and its config comes
-from the ``tokenizer_config`` entry written by ``TokenizerModule.on_save_checkpoint``.
+(constructor arguments plus ``latent_mean`` / ``latent_std``) as JSON under ``config``. A
+Lightning ``.ckpt`` of ``TokenizerModule`` is read with ``torch.load(weights_only=True)``; its
+EMA weights (``ema.*``) are used and its config comes from the ``config`` entry written by
+``TokenizerModule.on_save_checkpoint``. Files written before the key was renamed stored it
+under ``tokenizer_config`` (deprecated); they still load.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +19,28 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from common.atomic import atomic_path
 from tokenizer.vae import CausalVAE
 
-METADATA_KEY = "tokenizer_config"
+CONFIG_KEY = "config"
+# Deprecated name of CONFIG_KEY, still read so that older exports and checkpoints load.
+LEGACY_CONFIG_KEY = "tokenizer_config"
+
+
+def config_key(container: Mapping[str, Any], path: str | Path) -> str:
+    """The key holding the tokenizer config in an export's metadata or a checkpoint."""
+    for key in (CONFIG_KEY, LEGACY_CONFIG_KEY):
+        if key in container:
+            return key
+    raise ValueError(f"{path} has no '{CONFIG_KEY}' entry; not a tokenizer export or checkpoint")
 
 
 def save_tokenizer(vae: CausalVAE, path: str | Path) -> Path:
     """Write ``vae``'s weights and config (with latent statistics) to a safetensors file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
-    save_file(state, str(path), metadata={METADATA_KEY: json.dumps(vae.config), "format": "pt"})
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={CONFIG_KEY: json.dumps(vae.config), "format": "pt"})
     return path
 
 
@@ -67,15 +80,11 @@ def load_tokenizer(path: str | Path, *, use_ema: bool = True, device: str = "cpu
     if path.suffix == ".safetensors":
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        if METADATA_KEY not in metadata:
-            raise ValueError(f"{path} has no '{METADATA_KEY}' metadata; not a tokenizer export")
-        config = json.loads(metadata[METADATA_KEY])
+        config = json.loads(metadata[config_key(metadata, path)])
         state = load_file(str(path))
     elif path.suffix == ".ckpt":
         checkpoint = read_checkpoint(path)
-        if "tokenizer_config" not in checkpoint:
-            raise ValueError(f"{path} has no 'tokenizer_config'; not a TokenizerModule checkpoint")
-        config = checkpoint["tokenizer_config"]
+        config = checkpoint[config_key(checkpoint, path)]
         state = vae_state_from_checkpoint(checkpoint, use_ema=use_ema)
     else:
         raise ValueError(f"unsupported tokenizer file {path}: expected .safetensors or .ckpt")
@@ -94,11 +103,11 @@ def store_latent_stats(
         vae.set_latent_stats(mean, std)
         return save_tokenizer(vae, out)
     checkpoint = read_checkpoint(path)
-    if "tokenizer_config" not in checkpoint:
-        raise ValueError(f"{path} has no 'tokenizer_config'; not a TokenizerModule checkpoint")
-    CausalVAE.from_config(checkpoint["tokenizer_config"]).set_latent_stats(mean, std)  # validates
-    checkpoint["tokenizer_config"]["latent_mean"] = [float(v) for v in mean]
-    checkpoint["tokenizer_config"]["latent_std"] = [float(v) for v in std]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, out)
+    config = checkpoint.pop(config_key(checkpoint, path))
+    CausalVAE.from_config(config).set_latent_stats(mean, std)  # validates
+    config["latent_mean"] = [float(v) for v in mean]
+    config["latent_std"] = [float(v) for v in std]
+    checkpoint[CONFIG_KEY] = config
+    with atomic_path(out) as tmp:
+        torch.save(checkpoint, tmp)
     return out

@@ -23,11 +23,12 @@ from common.ema import EMA
 from common.hparams import keep_plain_hparams
 from common.media_log import log_media
 from common.nonfinite import NonFiniteGuard, check_finite_state, drop_grads, grads_finite
+from common.registry import register
 from common.run_paths import module_output_path
 from common.seeding import step_generator
 from data.encode import write_mp4
 from tokenizer.discriminator import Discriminator3d
-from tokenizer.loading import save_tokenizer
+from tokenizer.loading import CONFIG_KEY, LEGACY_CONFIG_KEY, save_tokenizer
 from tokenizer.losses import (
     LeCAM,
     adaptive_weight,
@@ -56,6 +57,7 @@ def _default_optimizer(params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-4, betas=(0.0, 0.99))
 
 
+@register("module")
 class TokenizerModule(L.LightningModule):
     """Train ``CausalVAE`` (reconstruction + KL + perceptual + GAN with LeCAM).
 
@@ -273,7 +275,7 @@ class TokenizerModule(L.LightningModule):
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the tokenizer's own config (with latent statistics) for load_tokenizer / latent_stats
-        checkpoint["tokenizer_config"] = copy.deepcopy(self.ema.module.config)
+        checkpoint[CONFIG_KEY] = copy.deepcopy(self.ema.module.config)
         check_finite_state(checkpoint["state_dict"])
         # LightningCLI stores a callable here; drop it so the file loads with weights_only=True
         checkpoint.get("hyper_parameters", {}).pop("_instantiator", None)
@@ -284,7 +286,7 @@ class TokenizerModule(L.LightningModule):
                 save_tokenizer(self.ema.module, tmp)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        config = checkpoint.get("tokenizer_config")
+        config = checkpoint.get(CONFIG_KEY, checkpoint.get(LEGACY_CONFIG_KEY))
         if config is not None:
             for vae in (self.vae, self.ema.module):
                 vae.set_latent_stats(config["latent_mean"], config["latent_std"])

@@ -7,12 +7,13 @@ video that starts with it (W.A.L.T Sec. 3.1).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 from torch import nn
 
+from common.presets import resolve_preset
+from common.registry import register
 from tokenizer.decoder import Decoder
 from tokenizer.distribution import DiagonalGaussian
 from tokenizer.encoder import Encoder
@@ -23,21 +24,48 @@ PRESETS: dict[str, dict[str, Any]] = {
     # for tests and the quickstart: < 1M parameters
     "tiny": {"base_channels": 16, "channel_mults": [1, 1, 2, 2], "num_res_blocks": 1, "groups": 8},
     # W.A.L.T Table 8: 128 base channels, multipliers 1,2,2,4 (video), 4 res blocks per level
-    "walt": {"base_channels": 128, "channel_mults": [1, 2, 2, 4], "num_res_blocks": 4},
-    "walt-image": {"base_channels": 128, "channel_mults": [1, 1, 2, 4], "num_res_blocks": 4},
+    "walt": {"base_channels": 128, "channel_mults": [1, 2, 2, 4], "num_res_blocks": 4, "groups": 32},
+    "walt-image": {
+        "base_channels": 128,
+        "channel_mults": [1, 1, 2, 4],
+        "num_res_blocks": 4,
+        "groups": 32,
+    },
 }
 
 
+def latent_size(
+    num_frames: int,
+    height: int,
+    width: int,
+    *,
+    temporal_compression: int = 4,
+    spatial_compression: int = 8,
+) -> tuple[int, int, int]:
+    """Latent ``(t, h, w)`` of a ``(T, H, W)`` clip: ``t = 1 + (T - 1) / 4``, ``h = H / 8``, ``w = W / 8``
+    with W.A.L.T's compressions (Sec. 3.1); a clear error when the clip does not divide."""
+    r, s = temporal_compression, spatial_compression
+    if num_frames < 1 or (num_frames - 1) % r:
+        raise ValueError(f"num_frames={num_frames} is not 1 + {r}k")
+    if height % s or width % s:
+        raise ValueError(f"size {height}x{width} is not divisible by {s}")
+    return 1 + (num_frames - 1) // r, height // s, width // s
+
+
+@register("tokenizer")
 class CausalVAE(nn.Module):
     """Causal 3D-CNN VAE with a diagonal-Gaussian latent.
 
     Args:
-        base_channels: channels at full resolution.
-        channel_mults: per-level multipliers; ``len - 1`` 2x spatial downsamples.
-        num_res_blocks: residual blocks per level.
+        preset: a name of ``PRESETS`` (``tiny``, ``walt``, ``walt-image``) giving the four sizes
+            below where they are ``None``; ``None`` = give all four (see ``common.presets``).
+        base_channels: channels at full resolution (``None``: the preset's).
+        channel_mults: per-level multipliers; ``len - 1`` 2x spatial downsamples (``None``: the
+            preset's).
+        num_res_blocks: residual blocks per level (``None``: the preset's).
         latent_channels: ``c`` (8 in W.A.L.T).
         temporal_compression: frames per latent frame after the first (4).
-        groups: GroupNorm groups.
+        groups: GroupNorm groups (``None``: the preset's).
         pad_mode: causal front padding, ``"replicate"`` or ``"zeros"``.
         stream_above: decode/encode in temporal chunks when the clip has more latent frames
             (default 1: every video streams; streaming equals one-shot to float tolerance and
@@ -55,12 +83,13 @@ class CausalVAE(nn.Module):
     def __init__(
         self,
         *,
-        base_channels: int = 128,
-        channel_mults: list[int] | tuple[int, ...] = (1, 2, 2, 4),
-        num_res_blocks: int = 4,
+        preset: str | None = "walt",
+        base_channels: int | None = None,
+        channel_mults: list[int] | tuple[int, ...] | None = None,
+        num_res_blocks: int | None = None,
         latent_channels: int = 8,
         temporal_compression: int = 4,
-        groups: int = 32,
+        groups: int | None = None,
         pad_mode: str = "replicate",
         stream_above: int = 1,
         stream_chunk: int = 1,
@@ -72,13 +101,23 @@ class CausalVAE(nn.Module):
         latent_std: list[float] | None = None,
     ) -> None:
         super().__init__()
-        arch = dict(
+        sizes = resolve_preset(
+            PRESETS,
+            preset,
+            model="tokenizer",
             base_channels=base_channels,
-            channel_mults=tuple(channel_mults),
+            channel_mults=channel_mults,
             num_res_blocks=num_res_blocks,
+            groups=groups,
+        )
+        channel_mults = sizes["channel_mults"]
+        arch = dict(
+            base_channels=sizes["base_channels"],
+            channel_mults=tuple(channel_mults),
+            num_res_blocks=sizes["num_res_blocks"],
             latent_channels=latent_channels,
             temporal_compression=temporal_compression,
-            groups=groups,
+            groups=sizes["groups"],
             pad_mode=pad_mode,
         )
         self.encoder = Encoder(**arch)
@@ -107,9 +146,7 @@ class CausalVAE(nn.Module):
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> CausalVAE:
         """Build a preset (``tiny``, ``walt``, ``walt-image``) with keyword overrides."""
-        if name not in PRESETS:
-            raise KeyError(f"unknown tokenizer preset {name!r}; choose from {sorted(PRESETS)}")
-        return cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
+        return cls(preset=name, **overrides)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> CausalVAE:
@@ -159,30 +196,41 @@ class CausalVAE(nn.Module):
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """Latent (t, h, w) for a valid pixel size."""
-        r, s = self.temporal_compression, self.spatial_compression
-        return 1 + (frames - 1) // r, height // s, width // s
+        return latent_size(
+            frames,
+            height,
+            width,
+            temporal_compression=self.temporal_compression,
+            spatial_compression=self.spatial_compression,
+        )
 
     # ---- encode / decode -----------------------------------------------------------------
-    def _moments(self, x: torch.Tensor, stream: bool) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, *, decode: bool, stream: bool) -> torch.Tensor:
+        """The encoder (pixels -> moments) or decoder (latents -> pixels) on ``x``, streamed in
+        temporal chunks and tiled spatially as the config says."""
+        net, chunks = (self.decoder, decode_chunks) if decode else (self.encoder, encode_chunks)
+
         def run(piece: torch.Tensor) -> torch.Tensor:
             if stream:
-                return encode_chunks(
-                    self.encoder,
+                return chunks(
+                    net,
                     piece,
                     temporal=self.temporal_compression,
                     chunk=self.config["stream_chunk"],
                     frame_chunk=self.config["stream_frames"],
                 )
-            return self.encoder(piece)[0]
+            return net(piece)[0]
 
+        s = self.spatial_compression
+        pixels_per_input = s if decode else 1  # tile sizes are in pixels
         tile_above = self.config["tile_above"]
-        if tile_above and max(x.shape[3], x.shape[4]) > tile_above:
+        if tile_above and max(x.shape[3], x.shape[4]) * pixels_per_input > tile_above:
             return tiled(
                 run,
                 x,
-                tile=self.config["tile_size"],
-                overlap=self.config["tile_overlap"],
-                scale=1 / self.spatial_compression,
+                tile=self.config["tile_size"] // pixels_per_input,
+                overlap=self.config["tile_overlap"] // pixels_per_input,
+                scale=s if decode else 1 / s,
             )
         return run(x)
 
@@ -204,7 +252,7 @@ class CausalVAE(nn.Module):
         t_lat = 1 + (x.shape[2] - 1) // self.temporal_compression
         if stream is None:
             stream = t_lat > self.config["stream_above"]
-        return DiagonalGaussian(self._moments(x, stream))
+        return DiagonalGaussian(self._run(x, decode=False, stream=stream))
 
     def encode(
         self,
@@ -239,30 +287,7 @@ class CausalVAE(nn.Module):
             )
         if stream is None:
             stream = z.shape[2] > self.config["stream_above"]
-
-        def run(piece: torch.Tensor) -> torch.Tensor:
-            if stream:
-                return decode_chunks(
-                    self.decoder,
-                    piece,
-                    temporal=self.temporal_compression,
-                    chunk=self.config["stream_chunk"],
-                    frame_chunk=self.config["stream_frames"],
-                )
-            return self.decoder(piece)[0]
-
-        s = self.spatial_compression
-        tile_above = self.config["tile_above"]
-        if tile_above and max(z.shape[3], z.shape[4]) * s > tile_above:
-            x = tiled(
-                run,
-                z,
-                tile=self.config["tile_size"] // s,
-                overlap=self.config["tile_overlap"] // s,
-                scale=s,
-            )
-        else:
-            x = run(z)
+        x = self._run(z, decode=True, stream=stream)  # (B, 3, T, H, W)
         if crop_to is not None:
             t, h, w = tuple(crop_to)[-3:]
             x = x[:, :, :t, :h, :w]

@@ -10,7 +10,6 @@ config (``backbone`` and ``diffusion`` class paths and arguments, tokenizer path
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from common.atomic import atomic_path
-
-# Only the project's own classes may be rebuilt from an export's metadata.
-_TRUSTED_PREFIXES = ("models.", "walt.")
+from common.registry import build
+from walt.lightning.loading import with_linked_backbone_args
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
@@ -37,7 +35,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     }
     if not weights:
         raise ValueError(f"{ckpt} holds no EMA weights (keys starting with {prefix!r})")
-    hparams = _plain(state.get("hyper_parameters", {}))
+    hparams = with_linked_backbone_args(_plain(state.get("hyper_parameters", {})))
     meta = {"config": json.dumps(hparams), "global_step": str(state.get("global_step", 0))}
     out = Path(out)
     with atomic_path(out) as tmp:
@@ -52,30 +50,22 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def load_backbone(path: str | Path) -> nn.Module:
-    """Rebuild the backbone described by an export and load its EMA weights."""
-    config = read_config(path)
+    """Rebuild the backbone described by an export and load its EMA weights.
+
+    The backbone class comes from ``common.registry`` (kind ``"backbone"``); any other
+    ``class_path`` in the file is refused before anything is imported or built.
+    """
+    config = with_linked_backbone_args(read_config(path))
     spec = config.get("backbone")
     if not isinstance(spec, dict) or "class_path" not in spec:
         raise ValueError(f"{path} has no backbone class_path in its config")
-    backbone = _instantiate(spec)
+    backbone = build("backbone", spec)
     weights = {}
     with safe_open(str(path), framework="pt") as f:
         for key in f.keys():
             weights[key] = f.get_tensor(key)
     backbone.load_state_dict(weights)
     return backbone.eval()
-
-
-def _instantiate(spec: dict[str, Any]) -> Any:
-    class_path = spec["class_path"]
-    if not class_path.startswith(_TRUSTED_PREFIXES):
-        raise ValueError(
-            f"refusing to build {class_path!r}: exports may only name classes under "
-            f"{', '.join(_TRUSTED_PREFIXES)}"
-        )
-    module_name, name = class_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module_name), name)
-    return cls(**spec.get("init_args", {}))
 
 
 def _plain(value: Any) -> Any:

@@ -1,8 +1,6 @@
-"""The Gaussian diffusion training objective: forward process, targets, conversions and loss.
+"""The Gaussian diffusion training objective: forward process, targets and loss.
 
-Notation (Salimans & Ho 2022, "Progressive Distillation", Sec. 4 and App. D): ``alpha_t =
-sqrt(abar_t)``, ``sigma_t = sqrt(1 - abar_t)``, ``x_t = alpha_t x_0 + sigma_t eps`` and the
-velocity ``v = alpha_t eps - sigma_t x_0``. W.A.L.T trains with v-prediction.
+Notation and the v/eps/x0 conversions are in :mod:`walt.diffusion.parameterization`.
 """
 
 from __future__ import annotations
@@ -12,27 +10,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from common.registry import register
+from walt.diffusion import parameterization as param
+from walt.diffusion.frame_masks import per_frame
+from walt.diffusion.parameterization import Prediction, check_prediction
 from walt.diffusion.schedules import ScheduleKind, alphas_cumprod, make_betas, snr
 
-Prediction = Literal["v", "eps", "x0"]
-PREDICTIONS: tuple[str, ...] = ("v", "eps", "x0")
 LossWeighting = Literal["none", "min_snr"]
-
-
-def check_prediction(prediction: str, abar: Tensor) -> None:
-    """Reject unknown prediction types and eps-prediction on a zero-terminal-SNR schedule.
-
-    At zero terminal SNR ``alpha_T = 0`` and ``x_T = eps``, so an eps-prediction carries no
-    information about ``x_0`` and ``x_0 = (x_T - sigma_T eps) / alpha_T`` is 0/0 (Lin et al. 2023,
-    Sec. 3.2, which switches to v-prediction for this reason).
-    """
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
-    if prediction == "eps" and float(abar[-1]) == 0.0:
-        raise ValueError(
-            "prediction='eps' cannot recover x0 at zero terminal SNR (alpha_T = 0); "
-            "use prediction='v' or 'x0', or rescale_zero_snr=False"
-        )
 
 
 def expand_to(coef: Tensor, ndim: int) -> Tensor:
@@ -40,14 +24,16 @@ def expand_to(coef: Tensor, ndim: int) -> Tensor:
     return coef.reshape(coef.shape[0], *([1] * (ndim - 1)))
 
 
+@register("diffusion")
 class GaussianDiffusion:
     """Discrete-time Gaussian diffusion with v/eps/x0 prediction and min-SNR weighting.
 
     A plain object (not an ``nn.Module``) so that precision plugins never cast the float64
-    schedule; coefficients are gathered per call on the device of ``t`` and cast to the data dtype.
+    schedule; coefficients are gathered per call on the device of ``timesteps`` and cast to the
+    data dtype.
 
     Args:
-        num_train_steps: number of discrete training steps ``T`` (timesteps are ``0..T-1``).
+        num_train_timesteps: number of discrete training steps ``T`` (timesteps are ``0..T-1``).
         schedule: beta schedule kind, see :func:`walt.diffusion.schedules.make_betas`.
         beta_start: first beta of the linear schedules.
         beta_end: last beta of the linear schedules.
@@ -61,7 +47,7 @@ class GaussianDiffusion:
     def __init__(
         self,
         *,
-        num_train_steps: int = 1000,
+        num_train_timesteps: int = 1000,
         schedule: ScheduleKind = "linear",
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
@@ -76,20 +62,20 @@ class GaussianDiffusion:
             )
         if min_snr_gamma <= 0:
             raise ValueError(f"min_snr_gamma must be > 0, got {min_snr_gamma}")
-        self.num_train_steps = num_train_steps
+        self.num_train_timesteps = num_train_timesteps
         self.schedule = schedule
         self.rescale_zero_snr = rescale_zero_snr
         self.prediction: Prediction = prediction
         self.loss_weighting: LossWeighting = loss_weighting
         self.min_snr_gamma = min_snr_gamma
-        self.betas = make_betas(schedule, num_train_steps, beta_start, beta_end, rescale_zero_snr)
+        self.betas = make_betas(schedule, num_train_timesteps, beta_start, beta_end, rescale_zero_snr)
         self.alphas_cumprod = alphas_cumprod(self.betas)
         check_prediction(prediction, self.alphas_cumprod)
         self._tables: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
 
     def __repr__(self) -> str:
         return (
-            f"GaussianDiffusion(num_train_steps={self.num_train_steps}, schedule={self.schedule!r}, "
+            f"GaussianDiffusion(num_train_timesteps={self.num_train_timesteps}, schedule={self.schedule!r}, "
             f"rescale_zero_snr={self.rescale_zero_snr}, prediction={self.prediction!r}, "
             f"loss_weighting={self.loss_weighting!r})"
         )
@@ -107,23 +93,25 @@ class GaussianDiffusion:
             self._tables[device] = (abar.sqrt(), (1.0 - abar).sqrt(), snr(abar))
         return self._tables[device]
 
-    def _check_t(self, t: Tensor, batch: int) -> None:
-        if t.dtype not in (torch.int64, torch.int32) or t.ndim != 1 or t.shape[0] != batch:
+    def _check_timesteps(self, timesteps: Tensor, batch: int) -> None:
+        integer = timesteps.dtype in (torch.int64, torch.int32)
+        if not integer or timesteps.ndim != 1 or timesteps.shape[0] != batch:
             raise ValueError(
-                f"t must be an integer (B,) tensor with B={batch}, got {t.dtype} {tuple(t.shape)}"
+                f"timesteps must be an integer (B,) tensor with B={batch}, "
+                f"got {timesteps.dtype} {tuple(timesteps.shape)}"
             )
 
-    def coefficients(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-        """``alpha_t, sigma_t`` for integer ``t`` ``(B,)``, shaped ``(B, 1, ...)`` like ``like``."""
-        self._check_t(t, like.shape[0])
-        alpha, sigma, _ = self._table(t.device)
-        a = expand_to(alpha[t], like.ndim).to(like.dtype)
-        s = expand_to(sigma[t], like.ndim).to(like.dtype)
+    def coefficients(self, timesteps: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+        """``alpha_t, sigma_t`` at integer ``timesteps`` ``(B,)``, shaped ``(B, 1, ...)`` like ``like``."""
+        self._check_timesteps(timesteps, like.shape[0])
+        alpha, sigma, _ = self._table(timesteps.device)
+        a = expand_to(alpha[timesteps], like.ndim).to(like.dtype)
+        s = expand_to(sigma[timesteps], like.ndim).to(like.dtype)
         return a, s
 
-    def snr(self, t: Tensor) -> Tensor:
-        """Float64 SNR ``abar_t / (1 - abar_t)`` at integer ``t`` ``(B,)``."""
-        return self._table(t.device)[2][t]
+    def snr(self, timesteps: Tensor) -> Tensor:
+        """Float64 SNR ``abar_t / (1 - abar_t)`` at integer ``timesteps`` ``(B,)``."""
+        return self._table(timesteps.device)[2][timesteps]
 
     # ---------------------------------------------------------------- forward process
     def sample_timesteps(
@@ -134,68 +122,44 @@ class GaussianDiffusion:
     ) -> Tensor:
         """Uniform integer timesteps ``(batch,)`` in ``[0, T - 1]`` (Ho et al. 2020, Alg. 1)."""
         return torch.randint(
-            0, self.num_train_steps, (batch,), generator=generator, device=device, dtype=torch.long
+            0, self.num_train_timesteps, (batch,), generator=generator, device=device, dtype=torch.long
         )
 
-    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    def q_sample(self, x0: Tensor, timesteps: Tensor, noise: Tensor) -> Tensor:
         """Forward process ``x_t = alpha_t x_0 + sigma_t eps`` (Ho et al. 2020, eq. 4)."""
-        a, s = self.coefficients(t, x0)
+        a, s = self.coefficients(timesteps, x0)
         return a * x0 + s * noise
 
-    def target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    def target(self, x0: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         """Regression target: ``v = alpha_t eps - sigma_t x_0`` (Salimans & Ho 2022), eps or x_0."""
-        if self.prediction == "eps":
-            return noise
-        if self.prediction == "x0":
-            return x0
-        a, s = self.coefficients(t, x0)
-        return a * noise - s * x0
+        return param.target(self.prediction, x0, noise, *self.coefficients(timesteps, x0))
 
     # ---------------------------------------------------------------- conversions
-    def pred_to_x0(self, pred: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
-        """Data estimate from a model output.
+    def pred_to_x0(self, pred: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
+        """Data estimate from a model output (:func:`~walt.diffusion.parameterization.to_x0`)."""
+        return param.to_x0(self.prediction, pred, x_t, *self.coefficients(timesteps, x_t))
 
-        v: ``x_0 = alpha x_t - sigma v``; eps: ``x_0 = (x_t - sigma eps) / alpha`` (undefined at
-        ``alpha = 0``, which the constructor rules out); x0: identity.
-        """
-        a, s = self.coefficients(t, x_t)
-        if self.prediction == "v":
-            return a * x_t - s * pred
-        if self.prediction == "eps":
-            return (x_t - s * pred) / a
-        return pred
+    def pred_to_eps(self, pred: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
+        """Noise estimate from a model output (:func:`~walt.diffusion.parameterization.to_eps`)."""
+        return param.to_eps(self.prediction, pred, x_t, *self.coefficients(timesteps, x_t))
 
-    def pred_to_eps(self, pred: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
-        """Noise estimate: v: ``eps = sigma x_t + alpha v``; x0: ``eps = (x_t - alpha x_0) / sigma``."""
-        a, s = self.coefficients(t, x_t)
-        if self.prediction == "v":
-            return s * x_t + a * pred
-        if self.prediction == "x0":
-            return (x_t - a * pred) / s
-        return pred
-
-    def pred_to_v(self, pred: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
-        """Velocity estimate: eps: ``v = (eps - sigma x_t) / alpha``; x0: ``v = (alpha x_t - x_0) / sigma``."""
-        a, s = self.coefficients(t, x_t)
-        if self.prediction == "eps":
-            return (pred - s * x_t) / a
-        if self.prediction == "x0":
-            return (a * x_t - pred) / s
-        return pred
+    def pred_to_v(self, pred: Tensor, x_t: Tensor, timesteps: Tensor) -> Tensor:
+        """Velocity estimate from a model output (:func:`~walt.diffusion.parameterization.to_v`)."""
+        return param.to_v(self.prediction, pred, x_t, *self.coefficients(timesteps, x_t))
 
     # ---------------------------------------------------------------- loss
-    def loss_weights(self, t: Tensor) -> Tensor:
+    def loss_weights(self, timesteps: Tensor) -> Tensor:
         """Per-sample float64 loss weights ``(B,)`` on the prediction's MSE.
 
         ``"none"``: 1. ``"min_snr"`` (Hang et al. 2023): the x0-space weight ``min(SNR, gamma)``
         expressed in the prediction's space: x0 ``min(SNR, gamma)``, eps ``min(SNR, gamma) / SNR``,
         v ``min(SNR, gamma) / (SNR + 1)``, because ``||eps - eps^||^2 = SNR ||x0 - x0^||^2`` and
         ``||v - v^||^2 = ||x0 - x0^||^2 / sigma^2 = (SNR + 1) ||x0 - x0^||^2``. At zero terminal
-        SNR the v weight at ``t = T - 1`` is 0.
+        SNR the v weight at ``timesteps = T - 1`` is 0.
         """
         if self.loss_weighting == "none":
-            return torch.ones(t.shape[0], dtype=torch.float64, device=t.device)
-        ratio = self.snr(t)
+            return torch.ones(timesteps.shape[0], dtype=torch.float64, device=timesteps.device)
+        ratio = self.snr(timesteps)
         clamped = ratio.clamp(max=self.min_snr_gamma)
         if self.prediction == "v":
             return clamped / (ratio + 1.0)
@@ -204,7 +168,8 @@ class GaussianDiffusion:
         return clamped
 
     def loss_per_sample(
-        self, pred: Tensor, x0: Tensor, noise: Tensor, t: Tensor, mask: Tensor | None = None
+        self, pred: Tensor, x0: Tensor, noise: Tensor, timesteps: Tensor,
+        mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Weighted masked MSE per sample.
 
@@ -212,7 +177,7 @@ class GaussianDiffusion:
             pred: model output ``(B, c, t, h, w)`` (any shape with batch first).
             x0: clean data, same shape.
             noise: the noise used to build ``x_t``, same shape.
-            t: integer timesteps ``(B,)``.
+            timesteps: integer timesteps ``(B,)``.
             mask: optional non-negative weights: ``(B, t)`` per latent frame, or any shape that
                 broadcasts to ``pred`` (e.g. ``(B, 1, t, 1, 1)`` or the full shape).
 
@@ -228,17 +193,18 @@ class GaussianDiffusion:
             )
         # At least float32, so bf16/fp16 inputs do not lose the loss's precision.
         dtype = torch.promote_types(pred.dtype, torch.float32)
-        err = (pred.to(dtype) - self.target(x0.to(dtype), noise.to(dtype), t)) ** 2
+        err = (pred.to(dtype) - self.target(x0.to(dtype), noise.to(dtype), timesteps)) ** 2
         weight = self._loss_mask(mask, err)
         dims = tuple(range(1, err.ndim))
         total = weight.sum(dim=dims)
         valid = total > 0
         per_sample = (err * weight).sum(dim=dims) / total.clamp_min(1e-12)
-        per_sample = per_sample * self.loss_weights(t).to(per_sample.dtype)
+        per_sample = per_sample * self.loss_weights(timesteps).to(per_sample.dtype)
         return per_sample, valid
 
     def loss(
-        self, pred: Tensor, x0: Tensor, noise: Tensor, t: Tensor, mask: Tensor | None = None
+        self, pred: Tensor, x0: Tensor, noise: Tensor, timesteps: Tensor,
+        mask: Tensor | None = None,
     ) -> Tensor:
         """Scalar loss: :meth:`loss_per_sample` averaged over samples with any mask weight.
 
@@ -247,7 +213,7 @@ class GaussianDiffusion:
         whose mask is all zero are left out of the average; if none has weight the loss is a
         differentiable 0.
         """
-        per_sample, valid = self.loss_per_sample(pred, x0, noise, t, mask)
+        per_sample, valid = self.loss_per_sample(pred, x0, noise, timesteps, mask)
         if not bool(valid.any()):
             return (pred * 0.0).sum().float()
         return per_sample[valid].mean()
@@ -263,7 +229,7 @@ class GaussianDiffusion:
                     f"a 2-D mask must be per-frame (B, t)={(err.shape[0], err.shape[2])}, "
                     f"got {tuple(mask.shape)}"
                 )
-            mask = mask[:, None, :, None, None]  # (B, t) -> (B, 1, t, 1, 1)
+            mask = per_frame(mask)  # (B, t) -> (B, 1, t, 1, 1)
         try:
             weight = torch.broadcast_to(mask, err.shape)
         except RuntimeError as exc:

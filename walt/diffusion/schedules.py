@@ -1,7 +1,7 @@
 """Noise schedules of the discrete Gaussian diffusion process.
 
 The forward process (Ho et al. 2020, eq. 4) is ``q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)``
-with ``abar_t = prod_{s <= t} (1 - beta_s)`` for integer ``t`` in ``[0, num_steps - 1]``.
+with ``abar_t = prod_{s <= t} (1 - beta_s)`` for integer ``t`` in ``[0, num_train_timesteps - 1]``.
 Everything here is float64 so that the tiny ``abar_t`` near the end of a zero-terminal-SNR
 schedule keep their relative precision; callers cast coefficients to the data dtype.
 """
@@ -27,7 +27,7 @@ def _check_betas(betas: Tensor) -> None:
         raise ValueError("betas must lie in (0, 1]")
 
 
-def cosine_betas(num_steps: int, *, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
+def cosine_betas(num_train_timesteps: int, *, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
     """Cosine schedule of Nichol & Dhariwal 2021 (eq. 17).
 
     ``abar(t) = f(t) / f(0)`` with ``f(t) = cos^2(((t / T) + s) / (1 + s) * pi / 2)`` and
@@ -35,9 +35,9 @@ def cosine_betas(num_steps: int, *, s: float = 0.008, max_beta: float = 0.999) -
     """
 
     def f(t: float) -> float:
-        return math.cos((t / num_steps + s) / (1 + s) * math.pi / 2) ** 2
+        return math.cos((t / num_train_timesteps + s) / (1 + s) * math.pi / 2) ** 2
 
-    betas = [min(1.0 - f(i + 1) / f(i), max_beta) for i in range(num_steps)]
+    betas = [min(1.0 - f(i + 1) / f(i), max_beta) for i in range(num_train_timesteps)]
     return torch.tensor(betas, dtype=torch.float64)
 
 
@@ -50,10 +50,10 @@ def rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
     the train/test gap of sampling from ``N(0, I)`` (W.A.L.T: FVD 60.7 against 91.0 without).
 
     Args:
-        betas: ``(num_steps,)`` betas of any float dtype.
+        betas: ``(num_train_timesteps,)`` betas of any float dtype.
 
     Returns:
-        ``(num_steps,)`` float64 rescaled betas.
+        ``(num_train_timesteps,)`` float64 rescaled betas.
     """
     _check_betas(betas)
     sqrt_abar = torch.cumprod(1.0 - betas.to(torch.float64), dim=0).sqrt()
@@ -68,7 +68,7 @@ def rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
 
 def make_betas(
     kind: ScheduleKind = "linear",
-    num_steps: int = 1000,
+    num_train_timesteps: int = 1000,
     beta_start: float = 1e-4,
     beta_end: float = 0.02,
     rescale_zero_snr: bool = True,
@@ -79,22 +79,22 @@ def make_betas(
         kind: ``"linear"`` (Ho et al. 2020; W.A.L.T's default, 1e-4 -> 0.02 over 1000 steps),
             ``"scaled_linear"`` (linear in sqrt(beta), as in latent diffusion) or ``"cosine"``
             (Nichol & Dhariwal 2021; ``beta_start``/``beta_end`` are unused).
-        num_steps: number of training steps ``T``.
+        num_train_timesteps: number of training steps ``T``.
         beta_start: first beta for the linear kinds.
         beta_end: last beta for the linear kinds.
         rescale_zero_snr: apply :func:`rescale_zero_terminal_snr` (Lin et al. 2023).
 
     Returns:
-        ``(num_steps,)`` float64 betas.
+        ``(num_train_timesteps,)`` float64 betas.
     """
-    if num_steps < 2:
-        raise ValueError(f"num_steps must be >= 2, got {num_steps}")
+    if num_train_timesteps < 2:
+        raise ValueError(f"num_train_timesteps must be >= 2, got {num_train_timesteps}")
     if kind == "linear":
-        betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
     elif kind == "scaled_linear":
-        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_steps, dtype=torch.float64) ** 2
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
     elif kind == "cosine":
-        betas = cosine_betas(num_steps)
+        betas = cosine_betas(num_train_timesteps)
     else:
         raise ValueError(f"unknown schedule kind {kind!r}; expected one of {SCHEDULE_KINDS}")
     _check_betas(betas)
@@ -102,7 +102,7 @@ def make_betas(
 
 
 def alphas_cumprod(betas: Tensor) -> Tensor:
-    """``abar_t = prod_{s <= t} (1 - beta_s)`` in float64, shape ``(num_steps,)``."""
+    """``abar_t = prod_{s <= t} (1 - beta_s)`` in float64, shape ``(num_train_timesteps,)``."""
     _check_betas(betas)
     return torch.cumprod(1.0 - betas.to(torch.float64), dim=0)
 

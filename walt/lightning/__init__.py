@@ -2,8 +2,8 @@
 ``common.lr``'s, re-exported because configs name ``walt.lightning.WarmupCosineLR``)."""
 
 from common.lr import WarmupCosineLR
+from walt.lightning.backbone_inputs import ConditionConfig
 from walt.lightning.callbacks import SampleLogger
-from walt.lightning.conditioning import ConditionConfig
 from walt.lightning.module import WALTModule
 
 __all__ = ["ConditionConfig", "SampleLogger", "WALTModule", "WarmupCosineLR"]

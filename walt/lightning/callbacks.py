@@ -24,7 +24,8 @@ class SampleLogger(Callback):
     Args:
         every_n_steps: sampling period in optimizer steps (0 disables).
         num_samples: clips per round; class-conditional models cycle through the labels.
-        num_steps: sampler steps (fewer than the paper's 50 keeps rounds cheap during training).
+        num_inference_steps: sampler steps (fewer than the paper's 50 keeps rounds cheap during
+            training).
         guidance_scale: classifier-free guidance scale; None uses the module's default.
         fps: frame rate written into the files.
         seed: sampling seed, fixed so rounds are comparable across steps.
@@ -35,13 +36,14 @@ class SampleLogger(Callback):
         *,
         every_n_steps: int = 1000,
         num_samples: int = 4,
-        num_steps: int = 25,
+        num_inference_steps: int = 25,
         guidance_scale: float | None = None,
         fps: float = 8.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.every_n_steps, self.num_samples, self.num_steps = every_n_steps, num_samples, num_steps
+        self.every_n_steps, self.num_samples = every_n_steps, num_samples
+        self.num_inference_steps = num_inference_steps
         self.guidance_scale, self.fps, self.seed = guidance_scale, fps, seed
         self._last_step = -1
 
@@ -60,7 +62,7 @@ class SampleLogger(Callback):
         videos = pl_module.generate(
             labels=labels,
             num_samples=self.num_samples,
-            num_steps=self.num_steps,
+            num_inference_steps=self.num_inference_steps,
             guidance_scale=self.guidance_scale,
             generator=torch.Generator(device=pl_module.device).manual_seed(self.seed),
         ).float().cpu()

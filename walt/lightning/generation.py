@@ -7,12 +7,15 @@ answers (classifier-free guidance, Ho & Salimans 2022).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from walt.diffusion import GaussianDiffusion
-from walt.diffusion.conditioning import frame_condition
-from walt.lightning.conditioning import Conditions
+from walt.diffusion.frame_masks import frame_condition, per_frame
+from walt.lightning.backbone_inputs import Conditions
 from walt.lightning.latents import LatentCodec
 from walt.samplers import ClassifierFreeGuidance, make_sampler, sample
 
@@ -31,8 +34,9 @@ def generate_latents(
     cond_pixels: Tensor | None,
     cond_mask: Tensor | None,
     sampler: str,
-    num_steps: int,
-    guidance_scale: float,
+    sampler_options: Mapping[str, Any],
+    num_inference_steps: int,
+    guidance: ClassifierFreeGuidance | None,
     generator: torch.Generator | None,
     progress: bool,
 ) -> Tensor:
@@ -46,6 +50,8 @@ def generate_latents(
         cond_pixels: (B, C, T, H, W) known frames (the rest may be anything), for image to video,
             extension and interpolation.
         cond_mask: (B, t) latent-frame mask: 1 where ``cond_pixels`` is known.
+        sampler, sampler_options: the registered sampler's name and its own options.
+        guidance: classifier-free guidance (scale, schedule, rescale); ``None`` for none.
     """
     device = next(net.parameters()).device
     b = _batch_size(labels, text_emb, cond_pixels, num_samples)
@@ -63,14 +69,18 @@ def generate_latents(
         z_c = codec.encode(cond_pixels.to(device))
         conds.frame_cond = frame_condition(z_c, cond_mask.to(device))
 
-    def denoiser(x_t: Tensor, step: Tensor, *, self_cond: Tensor | None, uncond: bool) -> Tensor:
-        steps = step.to(device).float().expand(x_t.shape[0]) if step.ndim == 0 else step.float()
-        return net(x_t, steps, self_cond=self_cond, **conds.model_kwargs(uncond=uncond))
+    def denoiser(
+        x_t: Tensor, timesteps: Tensor, *, self_cond: Tensor | None, uncond: bool
+    ) -> Tensor:
+        if timesteps.ndim == 0:
+            timesteps = timesteps.to(device).expand(x_t.shape[0])
+        return net(x_t, timesteps.float(), self_cond=self_cond, **conds.model_kwargs(uncond=uncond))
 
-    guidance = ClassifierFreeGuidance(scale=guidance_scale) if guidance_scale != 1.0 else None
     z = sample(
         denoiser,
-        make_sampler(sampler, diffusion, num_inference_steps=num_steps),
+        make_sampler(
+            sampler, diffusion, num_inference_steps=num_inference_steps, **sampler_options
+        ),
         (b, codec.latent_channels, t, h, w),
         guidance=guidance,
         generator=generator,
@@ -80,7 +90,7 @@ def generate_latents(
     )
     if conds.frame_cond is not None:
         # Known frames are kept exactly; the sampler only fills in the rest.
-        m = cond_mask.to(z)[:, None, :, None, None]
+        m = per_frame(cond_mask.to(z))  # (B, t) -> (B, 1, t, 1, 1)
         z = m * z_c + (1 - m) * z
     return z
 

@@ -20,10 +20,11 @@ from torch import Tensor, nn
 from common.ema import EMA
 from common.hparams import keep_plain_hparams
 from common.nonfinite import NonFiniteGuard, check_finite_state, drop_grads, grads_finite
+from common.registry import register
 from common.seeding import step_generator
 from data.callbacks import count_skipped
 from walt.diffusion import GaussianDiffusion
-from walt.lightning.conditioning import (
+from walt.lightning.backbone_inputs import (
     BackboneInputs,
     ConditionConfig,
     Conditions,
@@ -31,7 +32,7 @@ from walt.lightning.conditioning import (
 )
 from walt.lightning.generation import generate_latents
 from walt.lightning.latents import LatentCodec
-from walt.samplers import SamplerName
+from walt.samplers import ClassifierFreeGuidance, GuidanceSchedule, SamplerName, make_sampler
 from walt.text_encoder import TextEncoder
 
 
@@ -39,6 +40,7 @@ def _default_optimizer(params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)
 
 
+@register("module")
 class WALTModule(LightningModule):
     """Latent video diffusion in the style of W.A.L.T (Gupta et al. 2023).
 
@@ -61,8 +63,14 @@ class WALTModule(LightningModule):
         conditioning: self-conditioning, frame-conditioning and dropout probabilities.
         image_loss_weight: weight of the image stream's loss in joint training.
         sampler: default sampler for ``generate``.
-        num_sample_steps: default number of sampling steps (50 DDIM steps in the paper).
+        num_inference_steps: default number of sampling steps (50 DDIM steps in the paper).
         guidance_scale: default classifier-free guidance scale (1 = no guidance).
+        guidance_schedule: how the scale ramps over sampling (``"constant"``, ``"linear"``,
+            ``"cosine"``), from ``guidance_min_scale`` up to ``guidance_scale``.
+        guidance_min_scale: start of a non-constant guidance schedule.
+        guidance_rescale: guidance rescale ``phi`` in [0, 1] (Lin et al. 2023, Sec. 3.4).
+        sampler_options: the sampler's own options (``eta``, ``variance``,
+            ``timestep_spacing``, ``clip_x0``, ...; see ``walt.samplers``).
         max_nonfinite_steps: consecutive steps with a non-finite loss or gradient tolerated (each
             skipped, counted in ``train/nonfinite_steps``) before training stops with an error.
         seed: base of the per-step random generator (noise, timesteps, dropout, masks). Each
@@ -87,14 +95,19 @@ class WALTModule(LightningModule):
         conditioning: ConditionConfig | None = None,
         image_loss_weight: float = 1.0,
         sampler: SamplerName = "ddim",
-        num_sample_steps: int = 50,
+        num_inference_steps: int = 50,
         guidance_scale: float = 1.0,
+        guidance_schedule: GuidanceSchedule = "constant",
+        guidance_min_scale: float = 1.0,
+        guidance_rescale: float = 0.0,
+        sampler_options: dict[str, Any] | None = None,
         max_nonfinite_steps: int = 20,
         seed: int = 0,
     ) -> None:
         super().__init__()
         # Under the CLI the saved hyperparameters are the config itself (class paths included),
-        # so `WALTModule.load_from_checkpoint` rebuilds the backbone and diffusion from them.
+        # so `WALTModule.load_from_checkpoint` rebuilds the backbone and diffusion from them
+        # (through common.registry only).
         self.save_hyperparameters()
         keep_plain_hparams(self.hparams)
         self.backbone = backbone
@@ -110,11 +123,28 @@ class WALTModule(LightningModule):
         self.num_frames, self.size = num_frames, (size, size) if isinstance(size, int) else tuple(size)
         self.codec.check_frames(num_frames, self.size)
         self.image_loss_weight = image_loss_weight
-        self.sampler_name, self.num_sample_steps = sampler, num_sample_steps
+        self.sampler_name, self.num_inference_steps = sampler, num_inference_steps
         self.guidance_scale, self.seed = guidance_scale, seed
+        self.guidance_options = dict(
+            guidance_schedule=guidance_schedule,
+            guidance_min_scale=guidance_min_scale,
+            guidance_rescale=guidance_rescale,
+        )
+        self.sampler_options = dict(sampler_options or {})
+        # Build both once so that a bad option fails here, naming it, not after training.
+        ClassifierFreeGuidance(guidance_scale=guidance_scale, **self.guidance_options)
+        make_sampler(sampler, diffusion, num_inference_steps=1, **self.sampler_options)
         self.nonfinite = NonFiniteGuard(max_steps=max_nonfinite_steps)
         self._loss_finite, self._step_ok = True, False
         self._step_t0: float | None = None
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, **overrides):  # type: ignore[override]
+        """Rebuild from a checkpoint; classes come only from ``common.registry`` (never imported
+        by path from the file), see :func:`walt.lightning.loading.load_walt_checkpoint`."""
+        from walt.lightning.loading import load_walt_checkpoint
+
+        return load_walt_checkpoint(checkpoint_path, map_location=map_location, **overrides)
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> Tensor:
@@ -257,7 +287,7 @@ class WALTModule(LightningModule):
             conds = self._conditions(stream, z0, training=False, generator=gen)
             b = z0.shape[0]
             # Evenly spaced timesteps: the same every round, so numbers are comparable.
-            last = self.diffusion.num_train_steps - 1
+            last = self.diffusion.num_train_timesteps - 1
             timesteps = torch.linspace(0, last, b).round().long().to(z0.device)
             loss = self._diffusion_loss(
                 self.ema.module, z0, conds, gen, timesteps=timesteps, p_self_cond=0.0
@@ -296,7 +326,7 @@ class WALTModule(LightningModule):
         cond_pixels: Tensor | None = None,
         cond_mask: Tensor | None = None,
         sampler: str | None = None,
-        num_steps: int | None = None,
+        num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
         use_ema: bool = True,
@@ -321,8 +351,12 @@ class WALTModule(LightningModule):
             cond_pixels=cond_pixels,
             cond_mask=cond_mask,
             sampler=sampler or self.sampler_name,
-            num_steps=num_steps or self.num_sample_steps,
-            guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
+            sampler_options=self.sampler_options,
+            num_inference_steps=num_inference_steps or self.num_inference_steps,
+            guidance=ClassifierFreeGuidance(
+                guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
+                **self.guidance_options,
+            ),
             generator=generator,
             progress=progress,
         )

@@ -6,10 +6,9 @@ from walt.samplers.ddpm import DDPMSampler
 from walt.samplers.dpm_solver import DPMSolverSampler
 from walt.samplers.guidance import ClassifierFreeGuidance, GuidanceSchedule, progress_of
 from walt.samplers.loop import Denoiser, guided_output, sample
-from walt.samplers.registry import SAMPLERS, SamplerName, make_sampler
+from walt.samplers.registry import SamplerName, make_sampler, sampler_names
 
 __all__ = [
-    "SAMPLERS",
     "ClassifierFreeGuidance",
     "DDIMSampler",
     "DDPMSampler",
@@ -24,5 +23,6 @@ __all__ = [
     "make_sampler",
     "progress_of",
     "sample",
+    "sampler_names",
     "spaced_timesteps",
 ]

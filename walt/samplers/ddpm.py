@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor
+from typing_extensions import Unpack
 
-from walt.diffusion.gaussian import Prediction
-from walt.samplers.base import Sampler, Spacing, StepOutput
+from walt.samplers.base import NoiseFn, Sampler, SamplerArgs
 
 Variance = Literal["small", "large"]
 
@@ -20,50 +19,20 @@ class DDPMSampler(Sampler):
     ``beta = 1 - alpha`` of the strided chain are used (Nichol & Dhariwal 2021, Sec. 4).
 
     Args:
-        betas: ``(T,)`` training betas.
-        prediction: model output type: ``"v"``, ``"eps"`` or ``"x0"``.
-        num_inference_steps: number of sampling steps.
-        timestep_spacing: ``"trailing"`` (default), ``"leading"`` or ``"linspace"``.
-        steps_offset: offset of ``"leading"`` timesteps.
         variance: ``"small"`` (posterior variance ``beta~``, Ho et al. eq. 7) or ``"large"``
             (``beta``); Ho et al. Sec. 3.2 found both similar.
-        clip_x0: clamp the x0 estimate to ``[-clip_x0, clip_x0]``; ``None`` for latents.
+        **common: the arguments every sampler takes (:class:`~walt.samplers.base.Sampler`).
     """
 
-    def __init__(
-        self,
-        *,
-        betas: Tensor,
-        prediction: Prediction = "v",
-        num_inference_steps: int = 50,
-        timestep_spacing: Spacing = "trailing",
-        steps_offset: int = 0,
-        variance: Variance = "small",
-        clip_x0: float | None = None,
-    ) -> None:
+    def __init__(self, *, variance: Variance = "small", **common: Unpack[SamplerArgs]) -> None:
         if variance not in ("small", "large"):
             raise ValueError(f"unknown variance {variance!r}; expected 'small' or 'large'")
-        if clip_x0 is not None and clip_x0 <= 0:
-            raise ValueError(f"clip_x0 must be positive or None, got {clip_x0}")
         self.variance: Variance = variance
-        self.clip_x0 = clip_x0
-        super().__init__(
-            betas=betas,
-            prediction=prediction,
-            num_inference_steps=num_inference_steps,
-            timestep_spacing=timestep_spacing,
-            steps_offset=steps_offset,
-        )
+        super().__init__(**common)
 
-    def step(
-        self,
-        model_output: Tensor,
-        timestep: int | Tensor,
-        sample: Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        noise: Tensor | None = None,
-    ) -> StepOutput:
+    def update(
+        self, sample: Tensor, x0: Tensor, eps: Tensor, current: int, prev: int, noise: NoiseFn
+    ) -> Tensor:
         """Ho et al. eq. 6/7: ``x_prev = mu~(x_t, x0^) + sqrt(var) z`` with::
 
             mu~ = sqrt(abar_prev) beta_t / (1 - abar_t) x0^
@@ -72,21 +41,14 @@ class DDPMSampler(Sampler):
 
         No noise is added after the last timestep (``abar_prev = 1``, ``beta~ = 0``).
         """
-        t = int(timestep)
-        prev = self.previous_timestep(t)
-        abar_t, abar_prev = self.abar(t), self.abar(prev)
+        abar_t, abar_prev = self.abar(current), self.abar(prev)
         alpha_t = abar_t / abar_prev
         beta_t = 1.0 - alpha_t
-        x0, _ = self.to_x0_eps(model_output, t, sample)
-        if self.clip_x0 is not None:
-            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
         x0_coef = abar_prev**0.5 * beta_t / (1.0 - abar_t)
         xt_coef = alpha_t**0.5 * (1.0 - abar_prev) / (1.0 - abar_t)
         prev_sample = x0_coef * x0 + xt_coef * sample
         if prev >= 0:
-            var = (
-                (1.0 - abar_prev) / (1.0 - abar_t) * beta_t if self.variance == "small" else beta_t
-            )
-            z = self.draw_noise(model_output, generator) if noise is None else noise
-            prev_sample = prev_sample + var**0.5 * z
-        return StepOutput(prev_sample=prev_sample, pred_x0=x0)
+            small = (1.0 - abar_prev) / (1.0 - abar_t) * beta_t
+            var = small if self.variance == "small" else beta_t
+            prev_sample = prev_sample + var**0.5 * noise()
+        return prev_sample

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
+from typing_extensions import Unpack
 
-from walt.diffusion.gaussian import Prediction
-from walt.samplers.base import Sampler, Spacing, StepOutput
+from walt.samplers.base import NoiseFn, Sampler, SamplerArgs
 
 
 class DPMSolverSampler(Sampler):
@@ -25,34 +24,19 @@ class DPMSolverSampler(Sampler):
     finite. The floor changes the first x0 estimate by a relative ``~2^-12``.
 
     Args:
-        betas: ``(T,)`` training betas.
-        prediction: model output type: ``"v"``, ``"eps"`` or ``"x0"``.
-        num_inference_steps: number of sampling steps.
-        timestep_spacing: ``"trailing"`` (default), ``"leading"`` or ``"linspace"``.
-        steps_offset: offset of ``"leading"`` timesteps.
         terminal_abar: floor on ``abar`` where it is exactly 0.
+        **common: the arguments every sampler takes (:class:`~walt.samplers.base.Sampler`);
+            ``num_inference_steps`` defaults to 20 here.
     """
 
-    def __init__(
-        self,
-        *,
-        betas: Tensor,
-        prediction: Prediction = "v",
-        num_inference_steps: int = 20,
-        timestep_spacing: Spacing = "trailing",
-        steps_offset: int = 0,
-        terminal_abar: float = 2.0**-24,
-    ) -> None:
+    requires_order = True
+
+    def __init__(self, *, terminal_abar: float = 2.0**-24, **common: Unpack[SamplerArgs]) -> None:
         if not 0.0 < terminal_abar < 1.0:
             raise ValueError(f"terminal_abar must be in (0, 1), got {terminal_abar}")
         self.terminal_abar = terminal_abar
-        super().__init__(
-            betas=betas,
-            prediction=prediction,
-            num_inference_steps=num_inference_steps,
-            timestep_spacing=timestep_spacing,
-            steps_offset=steps_offset,
-        )
+        common.setdefault("num_inference_steps", 20)
+        super().__init__(**common)
 
     def reset(self) -> None:
         """Forget the previous data estimate; the next step must be the first timestep."""
@@ -60,50 +44,24 @@ class DPMSolverSampler(Sampler):
         self._prev_x0: Tensor | None = None
         self._prev_lambda = 0.0
 
-    def _alpha_sigma(self, timestep: int) -> tuple[float, float]:
+    def alpha_sigma(self, timesteps: int) -> tuple[float, float]:
         """``(alpha, sigma)`` with the terminal floor; ``(1, 0)`` after the last step."""
-        if timestep < 0:
-            return 1.0, 0.0
-        abar = max(float(self.alphas_cumprod[timestep]), self.terminal_abar)
+        abar = max(self.abar(timesteps), self.terminal_abar)
         return math.sqrt(abar), math.sqrt(1.0 - abar)
 
-    def _data_estimate(
-        self, model_output: Tensor, sample: Tensor, alpha: float, sigma: float
+    def update(
+        self, sample: Tensor, x0: Tensor, eps: Tensor, current: int, prev: int, noise: NoiseFn
     ) -> Tensor:
-        if self.prediction == "v":
-            return alpha * sample - sigma * model_output
-        if self.prediction == "eps":
-            return (sample - sigma * model_output) / alpha
-        return model_output
-
-    def step(
-        self,
-        model_output: Tensor,
-        timestep: int | Tensor,
-        sample: Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        noise: Tensor | None = None,
-    ) -> StepOutput:
         """One DPM-Solver++(2M) step (Lu et al. 2022, Algorithm 2), with ``h = lambda_t - lambda_s``::
 
             first order: x_t = (sigma_t / sigma_s) x_s - alpha_t (e^-h - 1) x0_s
             2M:          D   = (1 + 1 / (2r)) x0_s - 1 / (2r) x0_prev,  r = h_prev / h
                          x_t = (sigma_t / sigma_s) x_s - alpha_t (e^-h - 1) D
 
-        ``generator`` and ``noise`` are unused (the solver is deterministic).
+        The solver is deterministic (``noise`` is never drawn).
         """
-        index = self.step_index(timestep)
-        if index != self._next_index:
-            raise ValueError(
-                f"DPM-Solver++ is multistep: expected timestep {self._steps[self._next_index]} "
-                f"(step {self._next_index}), got {int(timestep)}; call set_timesteps() to restart"
-            )
-        t = self._steps[index]
-        prev = self.previous_timestep(t)
-        alpha_s, sigma_s = self._alpha_sigma(t)
-        alpha_t, sigma_t = self._alpha_sigma(prev)
-        x0 = self._data_estimate(model_output, sample, alpha_s, sigma_s)
+        alpha_s, sigma_s = self.alpha_sigma(current)
+        alpha_t, sigma_t = self.alpha_sigma(prev)
         lambda_s = math.log(alpha_s) - math.log(sigma_s)
         if prev < 0:
             # sigma_t = 0: lambda_t = +inf, e^-h = 0, and the first-order update is x0 itself.
@@ -117,5 +75,4 @@ class DPMSolverSampler(Sampler):
                 data_term = (1.0 + 0.5 / r) * x0 - (0.5 / r) * self._prev_x0
             prev_sample = (sigma_t / sigma_s) * sample - alpha_t * math.expm1(-h) * data_term
         self._prev_x0, self._prev_lambda = x0, lambda_s
-        self._next_index = index + 1
-        return StepOutput(prev_sample=prev_sample, pred_x0=x0)
+        return prev_sample

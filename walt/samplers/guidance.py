@@ -21,60 +21,65 @@ class ClassifierFreeGuidance:
     """``guided = uncond + w(p) (cond - uncond)`` with ``p`` the sampling progress in ``[0, 1]``.
 
     ``p = 0`` is the first (noisiest) step and ``p = 1`` the last. Schedules ramp from
-    ``min_scale`` to ``scale``: constant ``w = scale``; linear ``w = min_scale + (scale -
-    min_scale) p``; cosine ``w = min_scale + (scale - min_scale) (1 - cos(pi p)) / 2``.
+    ``m = guidance_min_scale`` to ``s = guidance_scale``: constant ``w = s``; linear
+    ``w = m + (s - m) p``; cosine ``w = m + (s - m) (1 - cos(pi p)) / 2``.
     Increasing schedules (weak guidance while the layout forms, strong at the end) are the
     monotone schedules recommended by Wang et al. 2024, "Analysis of Classifier-Free Guidance
-    Weight Schedulers"; ``reverse=True`` runs them from ``scale`` down to ``min_scale``.
+    Weight Schedulers"; ``guidance_reverse=True`` runs them from ``s`` down to ``m``.
 
-    ``rescale`` is the guidance rescale of Lin et al. 2023 (Sec. 3.4, eq. 15-16), which restores
-    the per-sample std of the conditional output to fight over-exposure at zero terminal SNR:
-    ``guided <- phi * guided * std(cond) / std(guided) + (1 - phi) * guided``.
+    ``guidance_rescale`` is the guidance rescale of Lin et al. 2023 (Sec. 3.4, eq. 15-16), which
+    restores the per-sample std of the conditional output to fight over-exposure at zero terminal
+    SNR: ``guided <- phi * guided * std(cond) / std(guided) + (1 - phi) * guided``.
 
     Args:
-        scale: guidance scale ``w`` (1 = conditional model only, 0 = unconditional only).
-        schedule: ``"constant"``, ``"linear"`` or ``"cosine"``.
-        min_scale: scale at the start of a non-constant schedule (at the end with ``reverse``).
-        reverse: run non-constant schedules from ``scale`` down to ``min_scale``.
-        rescale: guidance-rescale factor ``phi`` in ``[0, 1]`` (0 = off).
+        guidance_scale: ``w`` (1 = conditional model only, 0 = unconditional only).
+        guidance_schedule: ``"constant"``, ``"linear"`` or ``"cosine"``.
+        guidance_min_scale: scale at the start of a non-constant schedule (at the end with
+            ``guidance_reverse``).
+        guidance_reverse: run non-constant schedules from ``guidance_scale`` down to
+            ``guidance_min_scale``.
+        guidance_rescale: guidance-rescale factor ``phi`` in ``[0, 1]`` (0 = off).
     """
 
     def __init__(
         self,
         *,
-        scale: float = 1.0,
-        schedule: GuidanceSchedule = "constant",
-        min_scale: float = 1.0,
-        reverse: bool = False,
-        rescale: float = 0.0,
+        guidance_scale: float = 1.0,
+        guidance_schedule: GuidanceSchedule = "constant",
+        guidance_min_scale: float = 1.0,
+        guidance_reverse: bool = False,
+        guidance_rescale: float = 0.0,
     ) -> None:
-        if schedule not in GUIDANCE_SCHEDULES:
+        if guidance_schedule not in GUIDANCE_SCHEDULES:
             raise ValueError(
-                f"unknown guidance schedule {schedule!r}; expected {GUIDANCE_SCHEDULES}"
+                f"unknown guidance_schedule {guidance_schedule!r}; expected {GUIDANCE_SCHEDULES}"
             )
-        if not 0.0 <= rescale <= 1.0:
-            raise ValueError(f"rescale must be in [0, 1], got {rescale}")
-        self.scale = scale
-        self.schedule: GuidanceSchedule = schedule
-        self.min_scale = min_scale
-        self.reverse = reverse
-        self.rescale = rescale
+        if not 0.0 <= guidance_rescale <= 1.0:
+            raise ValueError(f"guidance_rescale must be in [0, 1], got {guidance_rescale}")
+        self.guidance_scale = guidance_scale
+        self.guidance_schedule: GuidanceSchedule = guidance_schedule
+        self.guidance_min_scale = guidance_min_scale
+        self.guidance_reverse = guidance_reverse
+        self.guidance_rescale = guidance_rescale
 
     def __repr__(self) -> str:
         return (
-            f"ClassifierFreeGuidance(scale={self.scale}, schedule={self.schedule!r}, "
-            f"min_scale={self.min_scale}, reverse={self.reverse}, rescale={self.rescale})"
+            f"ClassifierFreeGuidance(guidance_scale={self.guidance_scale}, "
+            f"guidance_schedule={self.guidance_schedule!r}, "
+            f"guidance_min_scale={self.guidance_min_scale}, "
+            f"guidance_reverse={self.guidance_reverse}, guidance_rescale={self.guidance_rescale})"
         )
 
     def scale_at(self, progress: float) -> float:
         """Guidance scale ``w(p)`` at sampling progress ``p`` in ``[0, 1]``."""
         if not 0.0 <= progress <= 1.0:
             raise ValueError(f"progress must be in [0, 1], got {progress}")
-        if self.schedule == "constant":
-            return self.scale
-        p = 1.0 - progress if self.reverse else progress
-        ramp = p if self.schedule == "linear" else (1.0 - math.cos(math.pi * p)) / 2.0
-        return self.min_scale + (self.scale - self.min_scale) * ramp
+        if self.guidance_schedule == "constant":
+            return self.guidance_scale
+        p = 1.0 - progress if self.guidance_reverse else progress
+        ramp = p if self.guidance_schedule == "linear" else (1.0 - math.cos(math.pi * p)) / 2.0
+        low, high = self.guidance_min_scale, self.guidance_scale
+        return low + (high - low) * ramp
 
     def needs_uncond(self, progress: float) -> bool:
         """Whether the unconditional pass changes the result (``w != 1``) at ``progress``."""
@@ -87,17 +92,18 @@ class ClassifierFreeGuidance:
                 f"cond and uncond outputs differ in shape: {tuple(cond.shape)} vs {tuple(uncond.shape)}"
             )
         guided = uncond + self.scale_at(progress) * (cond - uncond)
-        if self.rescale > 0.0:
+        phi = self.guidance_rescale
+        if phi > 0.0:
             dims = tuple(range(1, cond.ndim))
             # Guard a constant guided output (std 0); the factor is then irrelevant up to 1e-12.
             guided_std = guided.std(dim=dims, keepdim=True).clamp_min(1e-12)
             factor = cond.std(dim=dims, keepdim=True) / guided_std
-            guided = self.rescale * guided * factor + (1.0 - self.rescale) * guided
+            guided = phi * guided * factor + (1.0 - phi) * guided
         return guided
 
 
-def progress_of(index: int, num_steps: int) -> float:
+def progress_of(index: int, num_inference_steps: int) -> float:
     """Progress ``p = i / (n - 1)`` of step ``i`` out of ``n`` (1.0 for a single step)."""
-    if not 0 <= index < num_steps:
-        raise ValueError(f"step index {index} out of range for {num_steps} steps")
-    return index / (num_steps - 1) if num_steps > 1 else 1.0
+    if not 0 <= index < num_inference_steps:
+        raise ValueError(f"step index {index} out of range for {num_inference_steps} steps")
+    return index / (num_inference_steps - 1) if num_inference_steps > 1 else 1.0

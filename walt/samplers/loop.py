@@ -16,14 +16,14 @@ from walt.samplers.guidance import ClassifierFreeGuidance, progress_of
 class Denoiser(Protocol):
     """What :func:`sample` calls: the network wrapped with its conditions.
 
-    ``x_t`` is ``(B, ...)``, ``t`` an integer ``(B,)`` tensor; ``self_cond`` is the previous x0
+    ``x_t`` is ``(B, ...)``, ``timesteps`` an integer ``(B,)`` tensor; ``self_cond`` is the previous x0
     estimate (zeros on the first step) when self-conditioning is on, else ``None``; ``uncond=True``
     asks for the output with every guided condition replaced by its null. Returns the raw model
     output (v, eps or x0, as the sampler's ``prediction``) shaped like ``x_t``.
     """
 
     def __call__(
-        self, x_t: Tensor, t: Tensor, *, self_cond: Tensor | None, uncond: bool
+        self, x_t: Tensor, timesteps: Tensor, *, self_cond: Tensor | None, uncond: bool
     ) -> Tensor: ...
 
 
@@ -33,7 +33,7 @@ StepCallback = Callable[[int, int, StepOutput], None]
 def guided_output(
     denoiser: Denoiser,
     x_t: Tensor,
-    t: Tensor,
+    timesteps: Tensor,
     *,
     self_cond: Tensor | None,
     guidance: ClassifierFreeGuidance | None,
@@ -44,10 +44,10 @@ def guided_output(
     Calls ``denoiser`` once (no guidance or ``w(p) == 1``) or twice (conditional, then
     unconditional with ``uncond=True``) and combines with ``guidance.combine``.
     """
-    cond = denoiser(x_t, t, self_cond=self_cond, uncond=False)
+    cond = denoiser(x_t, timesteps, self_cond=self_cond, uncond=False)
     if guidance is None or not guidance.needs_uncond(progress):
         return cond
-    uncond = denoiser(x_t, t, self_cond=self_cond, uncond=True)
+    uncond = denoiser(x_t, timesteps, self_cond=self_cond, uncond=True)
     return guidance.combine(cond, uncond, progress)
 
 
@@ -57,7 +57,7 @@ def sample(
     sampler: Sampler,
     shape: Sequence[int],
     *,
-    num_steps: int | None = None,
+    num_inference_steps: int | None = None,
     guidance: ClassifierFreeGuidance | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
@@ -73,7 +73,7 @@ def sample(
         denoiser: see :class:`Denoiser`.
         sampler: a :class:`~walt.samplers.base.Sampler`; its timesteps are reset here.
         shape: output shape, e.g. latent ``(B, c, t, h, w)``.
-        num_steps: number of sampling steps; ``None`` keeps ``sampler.num_inference_steps``.
+        num_inference_steps: number of sampling steps; ``None`` keeps the sampler's.
         guidance: classifier-free guidance; ``None`` for a single conditional pass.
         generator: RNG for the initial noise and stochastic samplers (must live on ``device``).
         device: device of the samples (default: ``x_T``'s, else CPU).
@@ -82,7 +82,7 @@ def sample(
             Chen et al. 2023 "Analog Bits"); the first step gets zeros, as in training.
         progress: show a tqdm progress bar.
         x_T: initial noise; drawn from ``N(0, I)`` with ``generator`` when ``None``.
-        callback: called as ``callback(i, t, step_output)`` after each step.
+        callback: called as ``callback(i, timestep, step_output)`` after each step.
 
     Returns:
         The final sample (the last step's ``prev_sample``), shaped ``shape``.
@@ -94,24 +94,25 @@ def sample(
             raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
         x = x_T.to(device=device if device is not None else x_T.device, dtype=dtype)
     sampler.set_timesteps(
-        num_steps if num_steps is not None else sampler.num_inference_steps, device=x.device
+        sampler.num_inference_steps if num_inference_steps is None else num_inference_steps,
+        device=x.device,
     )
-    steps = [int(t) for t in sampler.timesteps]
+    steps = [int(step) for step in sampler.timesteps]
     self_cond = torch.zeros_like(x) if self_condition else None
-    for i, t in enumerate(tqdm(steps, desc="sampling", disable=not progress)):
-        t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+    for i, timestep in enumerate(tqdm(steps, desc="sampling", disable=not progress)):
+        timesteps = torch.full((x.shape[0],), timestep, device=x.device, dtype=torch.long)
         output = guided_output(
             denoiser,
             x,
-            t_batch,
+            timesteps,
             self_cond=self_cond,
             guidance=guidance,
             progress=progress_of(i, len(steps)),
         )
-        out = sampler.step(output, t, x, generator=generator)
+        out = sampler.step(output, timestep, x, generator=generator)
         x = out.prev_sample
         if self_condition:
             self_cond = out.pred_x0
         if callback is not None:
-            callback(i, t, out)
+            callback(i, timestep, out)
     return x

@@ -1,9 +1,14 @@
-"""Build a sampler by name, for configs and the generation code."""
+"""Build a sampler by name, for configs and the generation code.
+
+The samplers are registered in :mod:`common.registry` (kind ``"sampler"``), the one registry of
+classes that files and configs may name.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+from common.registry import register_class, registered, resolve
 from walt.diffusion.gaussian import GaussianDiffusion
 from walt.samplers.base import Sampler
 from walt.samplers.ddim import DDIMSampler
@@ -11,26 +16,31 @@ from walt.samplers.ddpm import DDPMSampler
 from walt.samplers.dpm_solver import DPMSolverSampler
 
 SamplerName = Literal["ddim", "ddpm", "dpmpp_2m"]
-SAMPLERS: dict[str, type[Sampler]] = {
-    "ddim": DDIMSampler,
-    "ddpm": DDPMSampler,
-    "dpmpp_2m": DPMSolverSampler,
-}
+register_class("sampler", DDIMSampler, name="ddim")
+register_class("sampler", DDPMSampler, name="ddpm")
+register_class("sampler", DPMSolverSampler, name="dpmpp_2m")
+
+
+def sampler_names() -> tuple[str, ...]:
+    """Names accepted by :func:`make_sampler` (the registered samplers)."""
+    return tuple(registered("sampler"))
 
 
 def make_sampler(
-    name: SamplerName, diffusion: GaussianDiffusion, *, num_inference_steps: int = 50, **kwargs
+    name: SamplerName | str,
+    diffusion: GaussianDiffusion,
+    *,
+    num_inference_steps: int = 50,
+    **options: Any,
 ) -> Sampler:
     """Sampler ``name`` on ``diffusion``'s schedule and prediction type.
 
     Args:
-        name: ``"ddim"`` (W.A.L.T default, 50 steps), ``"ddpm"`` or ``"dpmpp_2m"``.
+        name: ``"ddim"`` (W.A.L.T default, 50 steps), ``"ddpm"``, ``"dpmpp_2m"`` or another
+            registered sampler.
         diffusion: the training diffusion whose betas and prediction type to use.
         num_inference_steps: number of sampling steps.
-        **kwargs: sampler-specific options (``eta``, ``variance``, ``timestep_spacing``, ...).
+        **options: sampler-specific options (``eta``, ``variance``, ``timestep_spacing``, ...).
     """
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; expected one of {tuple(SAMPLERS)}")
-    return SAMPLERS[name].from_diffusion(
-        diffusion, num_inference_steps=num_inference_steps, **kwargs
-    )
+    cls = resolve("sampler", name)
+    return cls.from_diffusion(diffusion, num_inference_steps=num_inference_steps, **options)

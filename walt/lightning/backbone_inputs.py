@@ -1,4 +1,4 @@
-"""Turning a data stream into the backbone's conditioning inputs, with W.A.L.T's training tricks.
+"""Assembling the backbone's inputs from a data stream, with W.A.L.T's training tricks.
 
 - Condition dropout for classifier-free guidance: labels and text are replaced by their learned
   nulls with probability ``p_drop_class`` / ``p_drop_text``.
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from walt.diffusion.conditioning import frame_condition, generation_mask, sample_frame_mask
+from walt.diffusion.frame_masks import frame_condition, generation_mask, sample_frame_mask
 
 
 @dataclass
@@ -130,9 +130,11 @@ def build_conditions(
             raise ValueError(f"use_fps needs a backbone with num_extra_cond=1, not {inputs.extra}")
         out.extra_cond = stream["fps"].to(device=device, dtype=z0.dtype).reshape(b, 1)
     if inputs.frames:
-        p_fp = cfg.p_frame_cond if training else 0.0
         mask = sample_frame_mask(
-            z0.shape, p_fp=p_fp, num_cond_choices=cfg.frame_cond_choices, generator=generator
+            z0.shape,
+            p_frame_cond=cfg.p_frame_cond if training else 0.0,
+            frame_cond_choices=cfg.frame_cond_choices,
+            generator=generator,
         ).to(device)  # (B, 1, t, 1, 1)
         out.frame_cond = frame_condition(z0, mask)
         out.loss_mask = generation_mask(mask)

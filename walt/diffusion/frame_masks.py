@@ -20,6 +20,13 @@ import torch
 from torch import Tensor
 
 
+def per_frame(mask: Tensor) -> Tensor:
+    """A per-latent-frame ``(B, t)`` tensor as ``(B, 1, t, 1, 1)``, to broadcast over latents."""
+    if mask.ndim != 2:
+        raise ValueError(f"a per-frame mask must be (B, t), got {tuple(mask.shape)}")
+    return mask[:, None, :, None, None]  # (B, t) -> (B, 1, t, 1, 1)
+
+
 def _check_shape(shape: Sequence[int]) -> tuple[int, int, int, int, int]:
     if len(shape) != 5:
         raise ValueError(f"shape must be a 5-D latent shape (B, c, t, h, w), got {tuple(shape)}")
@@ -55,8 +62,7 @@ def make_frame_mask(
             f"num_cond_frames must be an int or (B,)={b} ints in [0, {t}], got {num_cond_frames}"
         )
     frames = torch.arange(t, device=counts.device)
-    mask = (frames[None, :] < counts[:, None]).to(dtype)  # (B, t)
-    return mask[:, None, :, None, None]  # (B, 1, t, 1, 1)
+    return per_frame((frames[None, :] < counts[:, None]).to(dtype))  # (B, 1, t, 1, 1)
 
 
 def frame_mask_from_indices(
@@ -85,14 +91,14 @@ def frame_mask_from_indices(
 def sample_frame_mask(
     shape: Sequence[int],
     *,
-    p_fp: float,
-    num_cond_choices: Sequence[int] = (1, 2),
+    p_frame_cond: float,
+    frame_cond_choices: Sequence[int] = (1, 2),
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """Random training masks: with probability ``p_fp`` a sample conditions on its first ``k``
-    latent frames, ``k`` uniform over ``num_cond_choices`` (W.A.L.T: 1 for image-to-video, 2 for
+    """Random training masks: with probability ``p_frame_cond`` a sample conditions on its first ``k``
+    latent frames, ``k`` uniform over ``frame_cond_choices`` (W.A.L.T: 1 for image-to-video, 2 for
     video prediction); otherwise its mask is all zero (unconditional generation).
 
     Choices larger than ``t - 1`` are clipped so that at least one frame is always generated;
@@ -102,14 +108,14 @@ def sample_frame_mask(
         ``(B, 1, t, 1, 1)`` mask.
     """
     b, _, t, _, _ = _check_shape(shape)
-    if not 0.0 <= p_fp <= 1.0:
-        raise ValueError(f"p_fp must be in [0, 1], got {p_fp}")
-    if len(num_cond_choices) == 0 or min(num_cond_choices) < 1:
-        raise ValueError(f"num_cond_choices must be positive ints, got {tuple(num_cond_choices)}")
+    if not 0.0 <= p_frame_cond <= 1.0:
+        raise ValueError(f"p_frame_cond must be in [0, 1], got {p_frame_cond}")
+    if len(frame_cond_choices) == 0 or min(frame_cond_choices) < 1:
+        raise ValueError(f"frame_cond_choices must be positive ints, got {tuple(frame_cond_choices)}")
     gen_device = generator.device if generator is not None else device
-    use = torch.rand(b, generator=generator, device=gen_device) < p_fp
-    pick = torch.randint(len(num_cond_choices), (b,), generator=generator, device=gen_device)
-    choices = torch.as_tensor(list(num_cond_choices), device=gen_device).clamp(max=t - 1)
+    use = torch.rand(b, generator=generator, device=gen_device) < p_frame_cond
+    pick = torch.randint(len(frame_cond_choices), (b,), generator=generator, device=gen_device)
+    choices = torch.as_tensor(list(frame_cond_choices), device=gen_device).clamp(max=t - 1)
     counts = torch.where(use, choices[pick], torch.zeros_like(pick))
     return make_frame_mask(shape, counts.to(device), device=device, dtype=dtype)
 
@@ -129,7 +135,7 @@ def frame_condition(z: Tensor, mask: Tensor) -> Tensor:
     b, _, t, h, w = z.shape
     mask = mask.to(device=z.device, dtype=z.dtype)
     if mask.ndim == 2:
-        mask = mask[:, None, :, None, None]  # (B, t) -> (B, 1, t, 1, 1)
+        mask = per_frame(mask)  # (B, t) -> (B, 1, t, 1, 1)
     try:
         mask = torch.broadcast_to(mask, (b, 1, t, h, w))
     except RuntimeError as exc:

@@ -71,13 +71,13 @@ def test_frame_condition_rejects_bad_shapes():
         frame_condition(torch.randn(3, 8, 5, 4), torch.ones(3, 5))
 
 
-@pytest.mark.parametrize("p_fp", [0.0, 1.0])
-def test_sample_frame_mask_extremes(p_fp):
+@pytest.mark.parametrize("p_frame_cond", [0.0, 1.0])
+def test_sample_frame_mask_extremes(p_frame_cond):
     mask = sample_frame_mask(
-        (64, 8, 5, 2, 2), p_fp=p_fp, generator=torch.Generator().manual_seed(0)
+        (64, 8, 5, 2, 2), p_frame_cond=p_frame_cond, generator=torch.Generator().manual_seed(0)
     )
     counts = mask[:, 0, :, 0, 0].sum(dim=1)
-    if p_fp == 0.0:
+    if p_frame_cond == 0.0:
         assert counts.sum() == 0
     else:
         assert set(counts.tolist()) == {1.0, 2.0}
@@ -87,11 +87,11 @@ def test_sample_frame_mask_extremes(p_fp):
 
 def test_sample_frame_mask_rate_and_images():
     mask = sample_frame_mask(
-        (2000, 1, 5, 1, 1), p_fp=0.3, generator=torch.Generator().manual_seed(1)
+        (2000, 1, 5, 1, 1), p_frame_cond=0.3, generator=torch.Generator().manual_seed(1)
     )
     rate = (mask[:, 0, :, 0, 0].sum(dim=1) > 0).float().mean().item()
     assert 0.25 < rate < 0.35
-    image = sample_frame_mask((8, 1, 1, 1, 1), p_fp=1.0)
+    image = sample_frame_mask((8, 1, 1, 1, 1), p_frame_cond=1.0)
     assert image.sum() == 0, "a 1-frame latent must never be fully conditioned"
-    with pytest.raises(ValueError, match="p_fp"):
-        sample_frame_mask(SHAPE, p_fp=1.5)
+    with pytest.raises(ValueError, match="p_frame_cond"):
+        sample_frame_mask(SHAPE, p_frame_cond=1.5)

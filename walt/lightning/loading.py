@@ -1,0 +1,138 @@
+"""Rebuild a ``WALTModule`` from a Lightning checkpoint without letting the file choose code.
+
+Lightning's own ``load_from_checkpoint`` hands the saved hyperparameters to jsonargparse, which
+imports whatever module a ``class_path`` names. Here the checkpoint is read with
+``torch.load(weights_only=True)`` and every class it names is looked up in
+:mod:`common.registry`; an unregistered name is refused before anything is imported or built.
+The optimizer and LR-scheduler factories are training-only and are not rebuilt (the module gets
+its defaults); resume training with ``train.py fit --ckpt_path``, which builds from the config.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.registry import RefusedClassError, build, resolve
+from tokenizer.vae import latent_size
+
+# Hyperparameters a checkpoint carries but loading for inference does not rebuild.
+_TRAINING_ONLY = ("optimizer", "lr_scheduler")
+# Arguments built through the registry, and their registry kind.
+_BUILT = {"backbone": "backbone", "diffusion": "diffusion"}
+# Deprecated argument names of checkpoints written before the vocabulary change (docs/CONVENTIONS.md).
+RENAMED = {"num_sample_steps": "num_inference_steps", "num_train_steps": "num_train_timesteps"}
+
+
+def max_latent_size(num_frames: int, size: int | Sequence[int]) -> list[int]:
+    """The backbone's ``max_latent_size`` for pixel clips of ``num_frames`` x ``size``
+    (``train.py`` links it from the data; the loader re-derives it)."""
+    height, width = (size, size) if isinstance(size, int) else size
+    return list(latent_size(num_frames, height, width))
+
+
+def with_linked_backbone_args(hparams: dict[str, Any]) -> dict[str, Any]:
+    """Fill the backbone arguments that ``train.py`` links from other values.
+
+    LightningCLI does not save link targets nested in a subclass's ``init_args``, so a
+    checkpoint lacks ``in_channels`` and ``max_latent_size``; they are derived here from the
+    saved ``latent_channels``, ``num_frames`` and ``size`` as in training, for backbones that take
+    them. Saved values win.
+
+    Raises:
+        RefusedClassError: the backbone's class is not registered (nothing is imported).
+    """
+    spec = hparams.get("backbone")
+    if not isinstance(spec, Mapping) or "class_path" not in spec:
+        return hparams
+    takes = inspect.signature(resolve("backbone", spec["class_path"])).parameters
+    linked = {}
+    if "latent_channels" in hparams and "in_channels" in takes:
+        linked["in_channels"] = hparams["latent_channels"]
+    if "num_frames" in hparams and "size" in hparams and "max_latent_size" in takes:
+        linked["max_latent_size"] = max_latent_size(hparams["num_frames"], hparams["size"])
+    init_args = {**linked, **(spec.get("init_args") or {})}
+    return {**hparams, "backbone": {**spec, "init_args": init_args}}
+
+
+def _class_paths(value: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """Every ``(location, class_path)`` inside a nested hyperparameter value."""
+    if isinstance(value, Mapping):
+        if "class_path" in value:
+            yield where, value["class_path"]
+        for key, item in value.items():
+            yield from _class_paths(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _class_paths(item, f"{where}[{i}]")
+
+
+def _renamed(value: Any) -> Any:
+    """``value`` with deprecated argument names replaced by the current ones."""
+    if isinstance(value, Mapping):
+        return {RENAMED.get(k, k): _renamed(v) for k, v in value.items()}
+    return value
+
+
+def checked_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The checkpoint's hyperparameters with every named class checked against the registry.
+
+    Raises:
+        RefusedClassError: a class that is not registered (nothing has been imported).
+    """
+    hparams = _renamed(dict(hparams))
+    hparams.pop("_instantiator", None)  # never imported: the module is built here
+    module_path = hparams.pop("_class_path", None)
+    if module_path is not None:
+        resolve("module", module_path)
+    for key in _TRAINING_ONLY:
+        hparams.pop(key, None)
+    for key, value in hparams.items():
+        for where, class_path in _class_paths(value, key):
+            if where == key and key in _BUILT:
+                resolve(_BUILT[key], class_path)
+            else:
+                raise RefusedClassError(
+                    f"refusing class {class_path!r} at {where!r}: only the backbone and the "
+                    "diffusion are built from a checkpoint"
+                )
+    return hparams
+
+
+def load_walt_checkpoint(
+    path: str | Path, *, map_location: str | torch.device | None = "cpu", **overrides: Any
+) -> Any:
+    """Build the ``WALTModule`` of a checkpoint and load its weights.
+
+    Args:
+        path: the Lightning checkpoint (``.ckpt``) of a ``WALTModule``.
+        map_location: where to load tensors.
+        **overrides: constructor arguments that replace the saved ones (e.g. a ``backbone``
+            object for checkpoints of modules built in Python, whose hyperparameters hold none).
+    """
+    from walt.lightning.backbone_inputs import ConditionConfig
+    from walt.lightning.module import WALTModule
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    hparams = with_linked_backbone_args(checked_hparams(state.get("hyper_parameters") or {}))
+    for key, kind in _BUILT.items():
+        if key not in overrides:
+            if key not in hparams:
+                raise ValueError(f"{path} saves no {key!r}; pass {key}=... to load it")
+            hparams[key] = build(kind, hparams[key])
+    if isinstance(hparams.get("conditioning"), Mapping):
+        hparams["conditioning"] = ConditionConfig(**hparams["conditioning"])
+    params = inspect.signature(WALTModule.__init__).parameters
+    unknown = sorted(set(hparams) - set(params))
+    if unknown:
+        raise ValueError(f"{path} has hyperparameters WALTModule does not take: {unknown}")
+    module = WALTModule(**{**hparams, **overrides})
+    module.on_load_checkpoint(state)
+    module.load_state_dict(state["state_dict"])
+    return module
