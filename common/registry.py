@@ -30,9 +30,9 @@ ClassT = TypeVar("ClassT", bound=type)
 _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "backbone": ("models.dit",),
     "diffusion": ("walt.diffusion.gaussian",),
-    "tokenizer": ("tokenizer.vae",),
+    "tokenizer": ("tokenizer.network.vae",),
     "sampler": ("walt.samplers.registry",),
-    "module": ("walt.lightning.module", "tokenizer.module"),
+    "module": ("walt.lightning.module", "tokenizer.training.module"),
 }
 KINDS: tuple[str, ...] = tuple(_BUILTIN_MODULES)
 

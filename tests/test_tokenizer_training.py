@@ -126,7 +126,7 @@ def test_perceptual_loss_from_local_random_weights(tmp_path):
     import timm
     from safetensors.torch import save_file
 
-    from tokenizer.perceptual import PerceptualLoss
+    from tokenizer.training.perceptual import PerceptualLoss
 
     torch.manual_seed(0)
     net = timm.create_model("resnet18", pretrained=False, num_classes=0)

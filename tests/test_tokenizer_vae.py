@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tokenizer import PRESETS, CausalVAE
-from tokenizer.causal_conv import CausalConv3d
+from tokenizer.network.causal_conv import CausalConv3d
 
 
 def tiny(**overrides) -> CausalVAE:
@@ -102,7 +102,7 @@ def test_streaming_is_default_above_threshold():
 
 @pytest.mark.parametrize(("size", "tile", "overlap"), [(40, 16, 8), (64, 32, 16), (24, 24, 8)])
 def test_tile_blending_is_exact_for_local_maps(size, tile, overlap):
-    from tokenizer.streaming import tiled
+    from tokenizer.network.streaming import tiled
 
     x = torch.randn(1, 2, 3, size, size)
 
@@ -214,7 +214,7 @@ def test_stream_cache_holds_only_the_frames_it_needs():
 
 
 def test_large_weight_conv_in_groups_equals_one_call(monkeypatch):
-    import tokenizer.causal_conv as cc
+    import tokenizer.network.causal_conv as cc
 
     conv = CausalConv3d(in_channels=4, out_channels=10, kernel_size=3)
     x = torch.randn(1, 4, 5, 6, 6)

@@ -20,9 +20,9 @@ import torch
 from data.encode import write_mp4
 from tokenizer.clips import iter_clips
 from tokenizer.loading import load_tokenizer
-from tokenizer.media import side_by_side
 from tokenizer.metrics import psnr, ssim
-from tokenizer.vae import CausalVAE
+from tokenizer.network.vae import CausalVAE
+from tokenizer.training.media import side_by_side
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ import torch
 from common.atomic import atomic_path
 from tokenizer.clips import iter_clips
 from tokenizer.loading import load_tokenizer, store_latent_stats
-from tokenizer.vae import CausalVAE
+from tokenizer.network.vae import CausalVAE
 
 
 class ChannelMoments:

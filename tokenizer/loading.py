@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from common.atomic import atomic_path
-from tokenizer.vae import CausalVAE
+from tokenizer.network.vae import CausalVAE
 
 CONFIG_KEY = "config"
 # Deprecated name of CONFIG_KEY, still read so that older exports and checkpoints load.

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from common.registry import RefusedClassError, build, resolve
-from tokenizer.vae import latent_size
+from tokenizer.network.vae import latent_size
 
 # Hyperparameters a checkpoint carries but loading for inference does not rebuild.
 _TRAINING_ONLY = ("optimizer", "lr_scheduler")

@@ -27,19 +27,19 @@ from common.registry import register
 from common.run_paths import module_output_path
 from common.seeding import step_generator
 from data.encode import write_mp4
-from tokenizer.discriminator import Discriminator3d
 from tokenizer.loading import CONFIG_KEY, LEGACY_CONFIG_KEY, save_tokenizer
-from tokenizer.losses import (
+from tokenizer.metrics import psnr, ssim
+from tokenizer.network.vae import CausalVAE
+from tokenizer.training.discriminator import Discriminator3d
+from tokenizer.training.losses import (
     LeCAM,
     adaptive_weight,
     generator_adv_loss,
     hinge_d_loss,
     reconstruction_loss,
 )
-from tokenizer.media import side_by_side
-from tokenizer.metrics import psnr, ssim
-from tokenizer.perceptual import PerceptualLoss
-from tokenizer.vae import CausalVAE
+from tokenizer.training.media import side_by_side
+from tokenizer.training.perceptual import PerceptualLoss
 
 
 def batch_streams(batch: dict) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 - reconstruction: L1 or L2 (weight 5.0 in MAGVIT-v2);
 - KL to N(0, I) on the Gaussian posterior (small weight; see docs/tokenizer.md);
-- perceptual (weight 0.1), from ``tokenizer.perceptual``;
+- perceptual (weight 0.1), from ``tokenizer.training.perceptual``;
 - hinge GAN with an adaptive generator weight (VQGAN, Esser et al. 2021) times 0.1;
 - LeCAM regularisation of the discriminator (Tseng et al. 2021), weight 0.001.
 """

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tokenizer.blocks import Cache, Downsample, ResBlock, Step, run_framewise, run_steps
-from tokenizer.causal_conv import CausalConv3d
-from tokenizer.norm import FrameGroupNorm
+from tokenizer.network.blocks import Cache, Downsample, ResBlock, Step, run_framewise, run_steps
+from tokenizer.network.causal_conv import CausalConv3d
+from tokenizer.network.norm import FrameGroupNorm
 
 
 def temporal_flags(levels: int, temporal_compression: int) -> list[bool]:

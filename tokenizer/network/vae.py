@@ -14,11 +14,11 @@ from torch import nn
 
 from common.presets import resolve_preset
 from common.registry import register
-from tokenizer.decoder import Decoder
-from tokenizer.distribution import DiagonalGaussian
-from tokenizer.encoder import Encoder
-from tokenizer.padding import pad_clip
-from tokenizer.streaming import decode_chunks, encode_chunks, tiled
+from tokenizer.network.decoder import Decoder
+from tokenizer.network.distribution import DiagonalGaussian
+from tokenizer.network.encoder import Encoder
+from tokenizer.network.padding import pad_clip
+from tokenizer.network.streaming import decode_chunks, encode_chunks, tiled
 
 PRESETS: dict[str, dict[str, Any]] = {
     # for tests and the quickstart: < 1M parameters

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tokenizer.blocks import Cache, ResBlock, Step, Upsample, run_framewise, take
-from tokenizer.causal_conv import CausalConv3d
-from tokenizer.encoder import temporal_flags
-from tokenizer.norm import AdaptiveGroupNorm, FrameGroupNorm, align_time
+from tokenizer.network.blocks import Cache, ResBlock, Step, Upsample, run_framewise, take
+from tokenizer.network.causal_conv import CausalConv3d
+from tokenizer.network.encoder import temporal_flags
+from tokenizer.network.norm import AdaptiveGroupNorm, FrameGroupNorm, align_time
 
 
 class Decoder(nn.Module):

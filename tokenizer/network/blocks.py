@@ -15,8 +15,8 @@ from einops import rearrange
 from torch import nn
 from torch.nn import functional as F
 
-from tokenizer.causal_conv import CausalConv3d
-from tokenizer.norm import FrameGroupNorm
+from tokenizer.network.causal_conv import CausalConv3d
+from tokenizer.network.norm import FrameGroupNorm
 
 Cache = dict | None
 # One step of a network: (features, its cache or None) -> (features, its new cache or None).
