@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from common.atomic import atomic_open
 from data.encode import write_mp4
 from tokenizer.clips import iter_clips
 from tokenizer.loading import load_tokenizer
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         f"decode {result['decode_s_per_frame'] * 1e3:.1f} ms/frame"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        with atomic_open(args.json, "w") as f:
+            f.write(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
