@@ -61,12 +61,14 @@ def inflate_from_2d(model: nn.Module, state_dict: Mapping[str, Tensor]) -> list[
     return missing
 
 
-def load_2d_state_dict(path: str | Path, *, prefix: str = "backbone.") -> dict[str, Tensor]:
+def load_2d_state_dict(path: str | Path, *, prefix: str = "ema.module.") -> dict[str, Tensor]:
     """A 2D U-Net's weights from a safetensors file or a ``WALTModule`` Lightning checkpoint.
 
     Args:
-        path: ``.safetensors`` (the backbone's own keys) or a Lightning ``.ckpt``.
-        prefix: the backbone's key prefix inside a checkpoint's ``state_dict`` (stripped).
+        path: ``.safetensors`` (``python -m walt.export``: the backbone's own keys) or a
+            Lightning ``.ckpt`` of a ``WALTModule``.
+        prefix: key prefix of the wanted weights in a checkpoint's ``state_dict``, stripped
+            (``"ema.module."``: the EMA weights used for sampling; ``"backbone."``: the raw ones).
     """
     path = Path(path)
     if not path.is_file():

@@ -128,7 +128,10 @@ class FactorizedUnet(nn.Module):
             "temporal_attn_levels", spatial if temporal_attn_levels is None else temporal_attn_levels,
             levels,
         )
-        compress = per_level("temporal_compression", temporal_compression, levels)[:-1]
+        compress = per_level("temporal_compression", temporal_compression, levels)
+        if levels > 1 and compress[-1] and not isinstance(temporal_compression, bool):
+            raise ValueError("temporal_compression: the last level has no downsample to compress")
+        compress = compress[:-1]
         self.in_channels, self.out_channels = in_channels, out_channels or in_channels
         self.num_classes, self.text_dim, self.num_extra_cond = num_classes, text_dim, num_extra_cond
         self.use_self_cond, self.use_frame_cond = use_self_cond, use_frame_cond

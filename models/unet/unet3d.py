@@ -40,10 +40,10 @@ class Unet3D(FactorizedUnet):
         enable_time: ``False`` builds the 2D image model (no temporal parameters).
         **kwargs: the remaining options of ``FactorizedUnet`` (conditioning, heads, ...).
         """
-        for name in ("temporal_conv", "temporal_compression"):
-            if kwargs.get(name):
-                raise ValueError(f"Unet3D has no {name}; use SpaceTimeUnet for it")
-        kwargs.pop("temporal_compression", None)
+        if "temporal_conv" in kwargs or kwargs.get("temporal_compression"):
+            raise ValueError(
+                "Unet3D has 1x3x3 convs and no temporal_compression; use SpaceTimeUnet for those"
+            )
         super().__init__(
             dim=dim,
             dim_mult=dim_mult,
@@ -53,5 +53,5 @@ class Unet3D(FactorizedUnet):
             prob_focus_present=prob_focus_present,
             enable_time=enable_time,
             temporal_conv=False,
-            **{k: v for k, v in kwargs.items() if k != "temporal_conv"},
+            **kwargs,
         )

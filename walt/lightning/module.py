@@ -27,7 +27,7 @@ from walt.lightning.conditioning import (
 )
 from walt.lightning.ema import make_ema
 from walt.lightning.generation import generate_latents
-from walt.lightning.latents import LatentCodec
+from walt.lightning.latents import make_codec
 from walt.samplers import SamplerName
 from walt.text_encoder import TextEncoder
 
@@ -44,7 +44,8 @@ class WALTModule(LightningModule):
             ``latent_channels`` (train.py links them).
         diffusion: the noise schedule and objective (``walt.diffusion.GaussianDiffusion``).
         tokenizer: path to the tokenizer's safetensors export or Lightning checkpoint; its
-            saved config carries the latent statistics used to normalize latents.
+            saved config carries the latent statistics used to normalize latents. ``None`` or
+            ``"pixels"``: pixel-space diffusion through an identity codec (``c = 3``).
         latent_channels: c, checked against the tokenizer and the backbone.
         text_encoder: local folder of a frozen T5-style encoder, to embed captions on the fly
             when the shards carry no precomputed ``text_emb``.
@@ -71,7 +72,7 @@ class WALTModule(LightningModule):
         *,
         backbone: nn.Module,
         diffusion: GaussianDiffusion,
-        tokenizer: str,
+        tokenizer: str | None,
         latent_channels: int = 8,
         text_encoder: str | None = None,
         text_max_length: int = 77,
@@ -93,9 +94,10 @@ class WALTModule(LightningModule):
         # so `WALTModule.load_from_checkpoint` rebuilds the backbone and diffusion from them.
         self.save_hyperparameters()
         _keep_plain_hparams(self.hparams)
+        _record_backbone_channels(self.hparams, latent_channels)
         self.backbone = backbone
         self.diffusion = diffusion
-        self.codec = LatentCodec(tokenizer, latent_channels=latent_channels)
+        self.codec = make_codec(tokenizer, latent_channels=latent_channels)
         _check_backbone_channels(backbone, latent_channels)
         self.text_encoder = (
             TextEncoder(text_encoder, max_length=text_max_length) if text_encoder else None
@@ -349,6 +351,15 @@ def _keep_plain_hparams(hparams: dict[str, Any]) -> None:
             hparams[key] = asdict(value)
         elif not _is_plain(value):
             del hparams[key]
+
+
+def _record_backbone_channels(hparams: dict[str, Any], latent_channels: int) -> None:
+    """Write the linked ``in_channels`` into the saved backbone config: train.py links it from
+    ``latent_channels`` and a link target is left out of the config, so a reloaded backbone
+    would otherwise take its default (8), wrong for pixel space (3)."""
+    init_args = (hparams.get("backbone") or {}).get("init_args")
+    if isinstance(init_args, dict):
+        init_args.setdefault("in_channels", latent_channels)
 
 
 def _is_plain(value: Any) -> bool:
