@@ -114,7 +114,8 @@ class SpatioTemporalAttention(nn.Module):
         text: ``(B, L, text_dim)`` tokens (required when built with ``text_dim > 0``).
         text_mask: ``(B, L)`` bool, ``True`` = real token.
         focus_present: ``(B,)`` bool, ``True`` -> that video's frames attend only to themselves.
-        image_frames: ``(B, T)`` bool, ``True`` marks packed independent images.
+        image_frames: ``(B, T)`` bool, ``True`` marks packed independent images: they neither
+            see nor are seen by other frames and keep their input, like a lone image (``T = 1``).
 
         Returns:
             the same shape as ``x``.
@@ -143,8 +144,10 @@ class SpatioTemporalAttention(nn.Module):
                 neg = torch.zeros(mask.shape, dtype=x.dtype, device=x.device)
                 neg = neg.masked_fill(~mask, float("-inf"))
                 bias = bias + neg[:, None, None]  # (B, 1, heads, T, T)
-            seq = seq + self.temporal_attn(self.temporal_norm(seq), bias)
-            tokens = rearrange(seq, "b n t c -> (b t) n c")
+            out = seq + self.temporal_attn(self.temporal_norm(seq), bias)
+            if frames is not None:  # packed images skip the temporal layer, as a lone image does
+                out = torch.where(frames[:, None, :, None], seq, out)
+            tokens = rearrange(out, "b n t c -> (b t) n c")
         return rearrange(tokens, "(b t) (h w) c -> b c t h w", b=b, h=h)
 
     def _text(
