@@ -142,52 +142,33 @@ class FactorizedUnet(nn.Module):
         self._build_conditioning(cond_dim := 4 * dim)
         res = dict(cond_dim=cond_dim, temporal_conv=temporal_conv and enable_time,
                    causal_time=causal_time, groups=groups, dropout=dropout)
-        attn = dict(max_frames=max_frames, causal_time=causal_time, qk_norm=qk_norm,
+        attn = dict(head_dim=attn_head_dim, text_dim=cond_dim if text_dim > 0 else 0,
+                    max_frames=max_frames, causal_time=causal_time, qk_norm=qk_norm,
                     attn_backend=attn_backend)
-
-        def attention(d: int, level: int) -> nn.Module:
-            if not (spatial[level] or (temporal[level] and enable_time)):
-                return nn.Identity()
-            # Text is read where the frame is attended spatially, so the 2D model has it too.
-            return SpatioTemporalAttention(
-                dim=d, num_heads=d // attn_head_dim, spatial=spatial[level],
-                enable_time=temporal[level] and enable_time,
-                text_dim=cond_dim if text_dim > 0 and spatial[level] else 0, **attn,
-            )
-
         channels = in_channels * (2 if use_self_cond else 1) + (in_channels + 1) * use_frame_cond
         self.init_conv = PseudoConv3d(dim_in=channels, dim_out=dim, **_conv(res))
         self.downs, self.ups = nn.ModuleList(), nn.ModuleList()
-        d_prev = dim
         for i, d in enumerate(dims):
-            level = nn.Module()
-            level.blocks = nn.ModuleList(
-                ResBlock(dim_in=d_prev if j == 0 else d, dim_out=d, **res) for j in range(blocks[i])
-            )
-            level.attns = nn.ModuleList(attention(d, i) for _ in range(blocks[i]))
+            level_attn = dict(spatial=spatial[i], temporal=temporal[i] and enable_time, **attn)
+            level = _level(dims[i - 1] if i else dim, d, blocks[i], res, level_attn)
             level.resample = (
                 Downsample(dim=d, temporal=self.temporal_compression[i]) if i < levels - 1 else None
             )
             self.downs.append(level)
-            d_prev = d
-        mid_attn = max(range(levels), key=lambda i: (spatial[i], temporal[i], i))
+        # The middle block attends over space and time at the coarsest level (both papers).
         self.mid = nn.ModuleList([
             ResBlock(dim_in=dims[-1], dim_out=dims[-1], **res),
-            attention(dims[-1], mid_attn),
+            _attention(dims[-1], spatial=True, temporal=enable_time, **attn),
             ResBlock(dim_in=dims[-1], dim_out=dims[-1], **res),
         ])
         for i in reversed(range(levels)):
-            d = dims[i]
-            level = nn.Module()
+            level_attn = dict(spatial=spatial[i], temporal=temporal[i] and enable_time, **attn)
+            level = _level(2 * dims[i], dims[i], blocks[i], res, level_attn)
             level.resample = (
-                Upsample(dim_in=dims[i + 1], dim_out=d, temporal=self.temporal_compression[i])
+                Upsample(dim_in=dims[i + 1], dim_out=dims[i], temporal=self.temporal_compression[i])
                 if i < levels - 1
                 else None
             )
-            level.blocks = nn.ModuleList(
-                ResBlock(dim_in=2 * d if j == 0 else d, dim_out=d, **res) for j in range(blocks[i])
-            )
-            level.attns = nn.ModuleList(attention(d, i) for _ in range(blocks[i]))
             self.ups.append(level)
         self.out_norm = group_norm(dim, groups)
         self.out_conv = PseudoConv3d(dim_in=dim, dim_out=self.out_channels, **_conv(res))
@@ -329,6 +310,30 @@ class FactorizedUnet(nn.Module):
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(fn, *args, use_reentrant=False, **kwargs)
         return fn(*args, **kwargs)
+
+
+def _attention(
+    dim: int, *, spatial: bool, temporal: bool, head_dim: int, text_dim: int, **kw
+) -> nn.Module:
+    """A ``SpatioTemporalAttention`` (``nn.Identity`` where a level attends to nothing).
+
+    Text is read where the frame is attended spatially, so the 2D model has the same layers."""
+    if not (spatial or temporal):
+        return nn.Identity()
+    return SpatioTemporalAttention(
+        dim=dim, num_heads=dim // head_dim, spatial=spatial, enable_time=temporal,
+        text_dim=text_dim if spatial else 0, **kw,
+    )
+
+
+def _level(dim_in: int, dim: int, num_blocks: int, res: dict, attn: dict) -> nn.Module:
+    """One level: ``num_blocks`` residual blocks, each followed by its attention (or identity)."""
+    level = nn.Module()
+    level.blocks = nn.ModuleList(
+        ResBlock(dim_in=dim_in if j == 0 else dim, dim_out=dim, **res) for j in range(num_blocks)
+    )
+    level.attns = nn.ModuleList(_attention(dim, **attn) for _ in range(num_blocks))
+    return level
 
 
 def _conv(res: dict) -> dict:
