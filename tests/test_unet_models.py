@@ -126,3 +126,14 @@ def test_temporal_compression_and_size_rules():
 def test_bad_conditioning_names_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tiny_unet(SpaceTimeUnet)(_video(), STEPS, **kwargs)
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    x = _video()
+    grads = []
+    for checkpointing in (False, True):
+        model = perturb(tiny_unet(SpaceTimeUnet, grad_checkpointing=checkpointing)).train()
+        model(x, STEPS).square().mean().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, msg=name)
