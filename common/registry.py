@@ -28,7 +28,7 @@ ClassT = TypeVar("ClassT", bound=type)
 # Per kind, the modules that define (and so register) the project's own classes; imported on
 # the first lookup of that kind.
 _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
-    "backbone": ("models.dit",),
+    "backbone": ("models.dit", "models.unet.space_time_unet", "models.unet.unet3d"),
     "diffusion": ("walt.diffusion.gaussian",),
     "tokenizer": ("tokenizer.network.vae",),
     "sampler": ("walt.samplers.registry",),

@@ -8,7 +8,7 @@ that is most of the attention time and memory.
 
 :class:`BiasGradAttention` instead runs the fused flash kernel forward (which saves only the
 per-row log-sum-exp) and recomputes the probabilities in the backward pass one chunk of
-``(window, heads)`` at a time, producing every gradient from the same chunk (FlashAttention-2,
+``(window, head)`` rows at a time, producing every gradient from the same chunk (FlashAttention-2,
 Dao 2023, Alg. 2, at chunk rather than tile granularity):
 
     P  = exp(q k^T * scale + bias - lse)         recomputed, one chunk at a time
@@ -61,30 +61,31 @@ def _chunked_backward(
     b, heads, n, d = q.shape
     nk = k.shape[-2]
     scale = d**-0.5
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dbias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
-    delta = (go.float() * out.float()).sum(-1, keepdim=True).to(q.dtype)  # (B, heads, N, 1)
-    step = max(1, min(heads, CHUNK_ELEMENTS // (n * nk)))
-    for i in range(b):
-        bias_i = bias[i if bias.shape[0] > 1 else 0]  # (Hb, N, Nk)
-        for h0 in range(0, heads, step):
-            hs = slice(h0, min(h0 + step, heads))
-            hb = bias_i[hs] if bias.shape[1] > 1 else bias_i  # (h or 1, N, Nk)
-            qc, kc, vc, gc = q[i, hs], k[i, hs], v[i, hs], go[i, hs]  # (h, N|Nk, d)
-            scores = torch.baddbmm(
-                hb.expand(qc.shape[0], n, nk), qc, kc.transpose(1, 2), alpha=scale
-            )
-            probs = scores.sub_(lse[i, hs, :, None]).exp_()  # (h, N, Nk)
-            dv[i, hs] = torch.bmm(probs.transpose(1, 2), gc)
-            dscores = torch.bmm(gc, vc.transpose(1, 2)).sub_(delta[i, hs]).mul_(probs)
-            dq[i, hs] = torch.bmm(dscores, kc).mul_(scale)
-            dk[i, hs] = torch.bmm(dscores.transpose(1, 2), qc).mul_(scale)
-            target = dbias[i if bias.shape[0] > 1 else 0]
-            if bias.shape[1] > 1:
-                target[hs] += dscores
-            else:
-                target += dscores.sum(0, keepdim=True)
-    return dq, dk, dv, dbias.to(bias.dtype)
+    bb, hb = bias.shape[0], bias.shape[1]
+    # Chunks run over (batch, head) rows together, so many short sequences (e.g. temporal
+    # attention at every pixel) still make few, large matmuls.
+    qf, kf, vf, gf = (x.reshape(b * heads, -1, d) for x in (q, k, v, go))  # (B*heads, N|Nk, d)
+    lsef = lse.reshape(b * heads, n, 1)
+    delta = (go.float() * out.float()).sum(-1).reshape(b * heads, n, 1).to(q.dtype)
+    rows = torch.arange(b * heads, device=q.device)
+    bias_row = (rows // heads) * (bb > 1) * hb + (rows % heads) * (hb > 1)  # row -> bias row
+    biasf = bias.reshape(bb * hb, n, nk)
+    dq, dk, dv = torch.empty_like(qf), torch.empty_like(kf), torch.empty_like(vf)
+    dbias = torch.zeros((bb * hb, n, nk), dtype=torch.float32, device=bias.device)
+    step = max(1, CHUNK_ELEMENTS // (n * nk))
+    for r0 in range(0, b * heads, step):
+        rs = slice(r0, min(r0 + step, b * heads))
+        qc, kc, vc, gc = qf[rs], kf[rs], vf[rs], gf[rs]  # (rows, N|Nk, d)
+        scores = torch.baddbmm(biasf[bias_row[rs]], qc, kc.transpose(1, 2), alpha=scale)
+        probs = scores.sub_(lsef[rs]).exp_()  # (rows, N, Nk)
+        dv[rs] = torch.bmm(probs.transpose(1, 2), gc)
+        dscores = torch.bmm(gc, vc.transpose(1, 2)).sub_(delta[rs]).mul_(probs)
+        dq[rs] = torch.bmm(dscores, kc).mul_(scale)
+        dk[rs] = torch.bmm(dscores.transpose(1, 2), qc).mul_(scale)
+        dbias.index_add_(0, bias_row[rs], dscores.float())
+    shapes = (q.shape, k.shape, v.shape)
+    dq, dk, dv = (g.reshape(shape) for g, shape in zip((dq, dk, dv), shapes))
+    return dq, dk, dv, dbias.reshape(bias.shape).to(bias.dtype)
 
 
 def bias_grad_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:

@@ -4,6 +4,7 @@
 from common.lr import WarmupCosineLR
 from walt.lightning.backbone_inputs import ConditionConfig
 from walt.lightning.callbacks import SampleLogger
+from walt.lightning.inflation import InflateFrom2D
 from walt.lightning.module import WALTModule
 
-__all__ = ["ConditionConfig", "SampleLogger", "WALTModule", "WarmupCosineLR"]
+__all__ = ["ConditionConfig", "InflateFrom2D", "SampleLogger", "WALTModule", "WarmupCosineLR"]

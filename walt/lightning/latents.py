@@ -88,3 +88,55 @@ class LatentCodec(nn.Module):
 
     def _device(self) -> torch.device:
         return next(self.vae.parameters()).device
+
+
+PIXELS = "pixels"  # the ``tokenizer`` value that selects pixel-space diffusion
+
+
+class PixelCodec(nn.Module):
+    """The identity "tokenizer" of pixel-space diffusion (Video Diffusion Models, Ho et al. 2022):
+    the backbone denoises the ``[-1, 1]`` frames themselves, ``c = 3``, no compression.
+
+    Args:
+        latent_channels: must be 3 (RGB); anything else is a configuration error.
+    """
+
+    def __init__(self, *, latent_channels: int = 3) -> None:
+        super().__init__()
+        if latent_channels != 3:
+            raise ValueError(
+                f"pixel-space diffusion has 3 channels but latent_channels={latent_channels}"
+            )
+        self.latent_channels = 3
+
+    def latent_shape(self, num_frames: int, size: tuple[int, int]) -> tuple[int, int, int]:
+        """The clip's own (T, H, W)."""
+        return num_frames, size[0], size[1]
+
+    def check_frames(self, num_frames: int, size: tuple[int, int]) -> None:
+        if num_frames < 1 or min(size) < 1:
+            raise ValueError(f"num_frames={num_frames} and size={size} must be positive")
+
+    def encode(self, pixels: Tensor) -> Tensor:
+        """Pixels (B, C, T, H, W) in [-1, 1] are the diffusion variable as they are."""
+        return pixels
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Samples (B, C, T, H, W) -> pixels clamped to [-1, 1]."""
+        return z.clamp(-1, 1)
+
+    def latents(self, stream: Mapping[str, Any]) -> Tensor:
+        """A stream batch's ``pixels`` (precomputed latents belong to a tokenizer's space)."""
+        if stream.get("pixels") is None:
+            raise KeyError(
+                "pixel-space diffusion (tokenizer: pixels) needs 'pixels' in the batch; set "
+                "data.init_args.load_pixels: true and use pixel shards, not latent shards"
+            )
+        return stream["pixels"]
+
+
+def make_codec(tokenizer: str | Path | None, *, latent_channels: int) -> nn.Module:
+    """``LatentCodec`` for a tokenizer file; ``PixelCodec`` for ``None`` or ``"pixels"``."""
+    if tokenizer is None or str(tokenizer) == PIXELS:
+        return PixelCodec(latent_channels=latent_channels)
+    return LatentCodec(tokenizer, latent_channels=latent_channels)

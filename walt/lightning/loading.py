@@ -49,7 +49,7 @@ def with_linked_backbone_args(hparams: dict[str, Any]) -> dict[str, Any]:
     spec = hparams.get("backbone")
     if not isinstance(spec, Mapping) or "class_path" not in spec:
         return hparams
-    takes = inspect.signature(resolve("backbone", spec["class_path"])).parameters
+    takes = _accepted_args(resolve("backbone", spec["class_path"]))
     linked = {}
     if "latent_channels" in hparams and "in_channels" in takes:
         linked["in_channels"] = hparams["latent_channels"]
@@ -57,6 +57,20 @@ def with_linked_backbone_args(hparams: dict[str, Any]) -> dict[str, Any]:
         linked["max_latent_size"] = max_latent_size(hparams["num_frames"], hparams["size"])
     init_args = {**linked, **(spec.get("init_args") or {})}
     return {**hparams, "backbone": {**spec, "init_args": init_args}}
+
+
+def _accepted_args(cls: type) -> set[str]:
+    """The constructor argument names of ``cls``, following ``**kwargs`` up the base classes
+    (as jsonargparse does: ``SpaceTimeUnet(**kwargs)`` passes them on to ``FactorizedUnet``)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind is not p.VAR_KEYWORD and p.name != "self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def _class_paths(value: Any, where: str) -> Iterator[tuple[str, Any]]:

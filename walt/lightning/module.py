@@ -31,7 +31,7 @@ from walt.lightning.backbone_inputs import (
     build_conditions,
 )
 from walt.lightning.generation import generate_latents
-from walt.lightning.latents import LatentCodec
+from walt.lightning.latents import make_codec
 from walt.samplers import ClassifierFreeGuidance, GuidanceSchedule, SamplerName, make_sampler
 from walt.text_encoder import TextEncoder
 
@@ -49,7 +49,8 @@ class WALTModule(LightningModule):
             ``latent_channels`` (train.py links them).
         diffusion: the noise schedule and objective (``walt.diffusion.GaussianDiffusion``).
         tokenizer: path to the tokenizer's safetensors export or Lightning checkpoint; its
-            saved config carries the latent statistics used to normalize latents.
+            saved config carries the latent statistics used to normalize latents. ``None`` or
+            ``"pixels"``: pixel-space diffusion through an identity codec (``c = 3``).
         latent_channels: c, checked against the tokenizer and the backbone.
         text_encoder: local folder of a frozen T5-style encoder, to embed captions on the fly
             when the shards carry no precomputed ``text_emb``.
@@ -83,7 +84,7 @@ class WALTModule(LightningModule):
         *,
         backbone: nn.Module,
         diffusion: GaussianDiffusion,
-        tokenizer: str,
+        tokenizer: str | None,
         latent_channels: int = 8,
         text_encoder: str | None = None,
         text_max_length: int = 77,
@@ -112,7 +113,7 @@ class WALTModule(LightningModule):
         keep_plain_hparams(self.hparams)
         self.backbone = backbone
         self.diffusion = diffusion
-        self.codec = LatentCodec(tokenizer, latent_channels=latent_channels)
+        self.codec = make_codec(tokenizer, latent_channels=latent_channels)
         _check_backbone_channels(backbone, latent_channels)
         self.text_encoder = (
             TextEncoder(text_encoder, max_length=text_max_length) if text_encoder else None
