@@ -13,11 +13,20 @@ from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
+
+
+def _local(t: Tensor) -> Tensor:
+    """This rank's shard of a sharded (FSDP2) tensor; any other tensor as it is."""
+    return t.to_local() if isinstance(t, DTensor) else t
 
 
 def grads_finite(params: Iterable[nn.Parameter]) -> bool:
-    """True when every gradient of ``params`` is finite (parameters without one are ignored)."""
-    flags = [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
+    """True when every gradient of ``params`` is finite (parameters without one are ignored).
+
+    Sharded (DTensor) gradients are checked on this rank's shard only: the caller combines the
+    ranks' answers (``WALTModule`` through ``reduce_boolean_decision``)."""
+    flags = [torch.isfinite(_local(p.grad)).all() for p in params if p.grad is not None]
     return bool(torch.stack(flags).all()) if flags else True
 
 
@@ -29,7 +38,10 @@ def drop_grads(params: Iterable[nn.Parameter]) -> None:
 
 def check_finite_state(state: Mapping[str, Tensor]) -> None:
     """Raise if a floating-point tensor of ``state`` (e.g. a checkpoint's) is not finite."""
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [
+        k for k, v in state.items()
+        if v.is_floating_point() and not torch.isfinite(_local(v)).all()
+    ]
     if bad:
         raise FloatingPointError(
             f"refusing to write a checkpoint with non-finite weights: {', '.join(bad[:5])}"

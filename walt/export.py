@@ -5,6 +5,9 @@
 The file holds the EMA weights of the backbone and, in its metadata, the JSON of the training
 config (``backbone`` and ``diffusion`` class paths and arguments, tokenizer path, clip shape), so
 ``load_backbone`` rebuilds the network without the checkpoint or any pickled object.
+
+``CKPT`` may also be the folder of a sharded (FSDP2, distributed) checkpoint: the EMA shards are
+read back and joined in this one process, with no process group (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -26,9 +29,7 @@ from walt.lightning.loading import with_linked_backbone_args
 
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     """Write the EMA backbone weights of ``ckpt`` plus its hyperparameters to ``out``."""
-    if not Path(ckpt).is_file():
-        raise FileNotFoundError(f"checkpoint {str(ckpt)!r} does not exist")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = _read_checkpoint(Path(ckpt))
     prefix = "ema.module."
     weights = {
         k[len(prefix) :]: v.contiguous() for k, v in state["state_dict"].items() if k.startswith(prefix)
@@ -41,6 +42,23 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     with atomic_path(out) as tmp:
         save_file(weights, str(tmp), metadata=meta)
     return out
+
+
+def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
+    """A Lightning checkpoint file, or a sharded checkpoint folder joined into the same layout
+    (its ``meta.pt`` holds everything but the weights and optimizer states)."""
+    if ckpt.is_file():
+        return torch.load(ckpt, map_location="cpu", weights_only=True)
+    if not (ckpt / ".metadata").is_file() or not (ckpt / "meta.pt").is_file():
+        raise FileNotFoundError(
+            f"checkpoint {str(ckpt)!r} is neither a checkpoint file nor a sharded checkpoint folder"
+        )
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
+
+    state = torch.load(ckpt / "meta.pt", map_location="cpu", weights_only=True)
+    # Only the weights: the optimizer states in the same folder are never read.
+    state["state_dict"] = _load_state_dict_from_keys({"state_dict"}, checkpoint_id=str(ckpt))["state_dict"]
+    return state
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

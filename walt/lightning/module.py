@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import grad_norm
 from torch import Tensor, nn
 
 from common.ema import EMA
@@ -32,6 +31,7 @@ from walt.lightning.backbone_inputs import (
 )
 from walt.lightning.generation import generate_latents
 from walt.lightning.latents import make_codec
+from walt.lightning.sharding import grad_total_norm, is_sharded_state, shard_module
 from walt.samplers import ClassifierFreeGuidance, GuidanceSchedule, SamplerName, make_sampler
 from walt.text_encoder import TextEncoder
 
@@ -242,7 +242,10 @@ class WALTModule(LightningModule):
         every rank after DDP's all-reduce, so every rank takes the same decision."""
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        finite = self._loss_finite and grads_finite(params)
+        # Under FSDP2 each rank checks its own shards; all ranks then take the same decision.
+        finite = self.trainer.strategy.reduce_boolean_decision(
+            self._loss_finite and grads_finite(params), all=True
+        )
         what = "gradient" if self._loss_finite else "loss"
         if not self.nonfinite.record(finite, what=what):
             drop_grads(params)
@@ -259,9 +262,9 @@ class WALTModule(LightningModule):
             self.ema.update(self.backbone)
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        norms = grad_norm(self.backbone, norm_type=2)
-        if norms:
-            self.log("train/grad_norm", norms["grad_2.0_norm_total"])
+        norm = grad_total_norm(list(self.backbone.parameters()))
+        if norm is not None:
+            self.log("train/grad_norm", norm)
         self.log("train/lr", optimizer.param_groups[0]["lr"])
 
     def _log_throughput(self, n_samples: int, n_tokens: int) -> None:
@@ -364,6 +367,10 @@ class WALTModule(LightningModule):
         return self.codec.decode(z)
 
     # ------------------------------------------------------------------ plumbing
+    def configure_model(self) -> None:
+        """Under ``FSDP2Strategy`` shard the backbone and the EMA by block (docs/scaling.md)."""
+        shard_module(self, self.trainer.strategy)
+
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.backbone.parameters())
         if self.scheduler_factory is None:
@@ -379,13 +386,15 @@ class WALTModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen tokenizer and text encoder are reloaded from their own files; keep
-        # checkpoints to what trains.
+        # checkpoints to what trains. A sharded checkpoint keeps them: its loader wants every key.
         sd = checkpoint["state_dict"]
-        for key in [k for k in sd if k.startswith(_FROZEN)]:
+        for key in [k for k in sd if k.startswith(_FROZEN) and not is_sharded_state(sd)]:
             del sd[key]
         check_finite_state(sd)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "state_dict" not in checkpoint:
+            return  # a sharded checkpoint: FSDP2Strategy has loaded the weights itself
         sd = checkpoint["state_dict"]
         # The frozen parts, and the guard's counters that older checkpoints lack, keep their
         # current values.
