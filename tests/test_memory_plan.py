@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.memory_plan import activation_bytes, backbone_spec, count_parameters, main, state_bytes
+from benchmarks.memory_plan import (
+    activation_bytes,
+    backbone_spec,
+    count_parameters,
+    main,
+    state_bytes,
+)
 from common.registry import build
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,10 @@ def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
 
     state = torch.load(ckpt / "meta.pt", map_location="cpu", weights_only=True)
     # Only the weights: the optimizer states in the same folder are never read.
-    state["state_dict"] = _load_state_dict_from_keys({"state_dict"}, checkpoint_id=str(ckpt))["state_dict"]
+    with warnings.catch_warnings():  # reading in one process, without a group, is the intent
+        warnings.filterwarnings("ignore", message="torch.distributed is unavailable")
+        sd = _load_state_dict_from_keys({"state_dict"}, checkpoint_id=str(ckpt))["state_dict"]
+    state["state_dict"] = sd
     return state
 
 
