@@ -26,10 +26,6 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
 
-# Attributes of the project's backbones that hold their repeated blocks (models/dit.py: blocks;
-# models/unet/unet.py: downs, mid, ups).
-BLOCK_LISTS = ("blocks", "downs", "mid", "ups")
-
 
 class FSDP2Strategy(ModelParallelStrategy):
     """``ModelParallelStrategy`` as pure sharded data parallelism over every process.
@@ -72,13 +68,18 @@ class FSDP2Strategy(ModelParallelStrategy):
 
 
 def block_lists(backbone: nn.Module) -> list[nn.ModuleList]:
-    """The backbone's lists of repeated blocks (see ``BLOCK_LISTS``); raises when it has none."""
-    found = [getattr(backbone, n) for n in BLOCK_LISTS if isinstance(getattr(backbone, n, None), nn.ModuleList)]
-    if not found:
-        raise TypeError(
-            f"cannot shard {type(backbone).__name__}: it has none of the block lists {BLOCK_LISTS}"
-        )
-    return found
+    """The lists of blocks to shard one by one: the DiT's ``blocks``; a U-Net's residual blocks
+    and attentions of every level plus its middle blocks (its levels are not called as modules,
+    so their blocks are the units). Raises for a backbone with neither."""
+    if isinstance(getattr(backbone, "blocks", None), nn.ModuleList):
+        return [backbone.blocks]
+    levels = [*getattr(backbone, "downs", ()), *getattr(backbone, "ups", ())]
+    if levels and isinstance(getattr(backbone, "mid", None), nn.ModuleList):
+        return [backbone.mid, *(lv.blocks for lv in levels), *(lv.attns for lv in levels)]
+    raise TypeError(
+        f"cannot shard {type(backbone).__name__}: it has no 'blocks' list (DiT) nor "
+        "'downs' / 'mid' / 'ups' levels (U-Net)"
+    )
 
 
 def shard_backbone(
@@ -90,19 +91,30 @@ def shard_backbone(
 ) -> nn.Module:
     """Shard ``backbone`` in place: one FSDP2 unit per block, then the rest at the root.
 
+    Activation checkpointing wraps each DiT block in torch's checkpoint wrapper (and turns the
+    DiT's own ``grad_checkpointing`` off); a U-Net, which dispatches on its blocks' types, gets
+    its own per-block ``grad_checkpointing`` on instead. ``False`` leaves the model's switch as
+    configured.
+
     Args:
         backbone: a DiT or U-Net (blocks found by :func:`block_lists`).
         mesh: the 1-D data-parallel device mesh to shard over.
-        activation_checkpointing: wrap each block in a checkpoint wrapper first.
+        activation_checkpointing: recompute each block in the backward pass.
         reshard_after_forward: see :class:`FSDP2Strategy`.
     """
+    wrap = activation_checkpointing and isinstance(getattr(backbone, "blocks", None), nn.ModuleList)
+    if activation_checkpointing:
+        # The wrapper replaces the DiT's own switch (both would recompute every block twice).
+        backbone.grad_checkpointing = not wrap
     for blocks in block_lists(backbone):
         for i, block in enumerate(blocks):
-            if activation_checkpointing:
+            if not any(True for _ in block.parameters()):
+                continue  # nothing to shard (e.g. the identity where a level has no attention)
+            if wrap:
                 # The wrapper's state-dict hooks strip its prefix: keys stay those of the block.
                 block = blocks[i] = checkpoint_wrapper(block)
             fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward)
-    # The root unit holds the embeddings, AdaLN and the output head.
+    # The root unit holds the embeddings, AdaLN, the resampling layers and the output head.
     fully_shard(backbone, mesh=mesh, reshard_after_forward=reshard_after_forward)
     return backbone
 
