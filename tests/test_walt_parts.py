@@ -42,8 +42,9 @@ def test_frame_conditioning_masks_the_loss_to_generated_frames():
     assert set(known.tolist()) == {1.0, 2.0}  # image-to-video and video prediction both drawn
     torch.testing.assert_close(conds.loss_mask, 1.0 - mask)
     torch.testing.assert_close(conds.frame_cond[:, :-1], z0 * mask)
-    # An uncond pass (guidance over c_fp) drops the frame condition.
-    assert "frame_cond" not in conds.model_kwargs(uncond=True)
+    # Guidance over c_fp is its own pass: the label's uncond pass keeps the frames.
+    assert "frame_cond" not in conds.model_kwargs(drop_frames=True)
+    torch.testing.assert_close(conds.model_kwargs(uncond=True)["frame_cond"], conds.frame_cond)
 
 
 def test_frame_conditioning_off_at_validation():
