@@ -87,6 +87,23 @@ def test_every_mode_from_the_command_line(mode, fps_ckpt, media, tmp_path):
                                                                                         [16, 16])
 
 
+def test_long_video_scores_per_chunk_and_drift(fps_ckpt, assets, tmp_path):  # noqa: F811
+    from walt.evaluate.__main__ import main as evaluate_main
+    from walt.evaluate_synthetic import evaluate_chunks
+
+    out = generate_main([str(fps_ckpt), "--out", str(tmp_path), "--mode", "extend", "--labels",
+                         "0,1", "--num-chunks", "3", "--num-inference-steps", "1", "--no-progress"])
+    scores = evaluate_chunks(out, assets["shards"], chunk_frames=4, seam_overlap=5)
+    assert [(c["start"], c["stop"], c["count"]) for c in scores] == [(0, 9, 2), (9, 13, 2),
+                                                                     (13, 17, 2)]
+    assert json.loads((out / "chunk_score.json").read_text()) == scores
+    evaluate_main(["drift", str(out), "--chunk-frames", "4", "--seam-overlap", "5", "--json",
+                   str(tmp_path / "drift.json")])
+    report = json.loads((tmp_path / "drift.json").read_text())
+    assert len(report["videos"]) == 2
+    assert all(len(video["chunks"]) == 3 for video in report["videos"].values())
+
+
 def test_three_chunks_give_the_documented_length():
     assert extended_length(17, 3) == 17 + 2 * 12 == 41
     assert extended_length(9, 1) == 9
