@@ -55,9 +55,8 @@ def tiny_module(root: Path, *, frames: int, size: int, self_cond: bool = True):
 
 
 def memory_run(chunks: int, frames: int, size: int) -> dict:
-    from walt.pipelines.extend import extend
+    from walt.pipelines.extend import extend, extended_length
     from walt.pipelines.outputs import ClipSink
-    from walt.pipelines.extend import extended_length
 
     with tempfile.TemporaryDirectory() as tmp:
         module = tiny_module(Path(tmp), frames=frames, size=size)
