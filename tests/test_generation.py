@@ -199,3 +199,11 @@ def test_text_mode_reads_precomputed_embeddings(suffix, text_ckpt, tmp_path):
     out = generate_main([str(ckpt), "--out", str(root / "out"), "--text-embeddings", str(path),
                          "--num-inference-steps", "2", "--no-progress"])
     assert torch.load(out / "samples.pt", weights_only=True)["pixels"].shape == (2, 3, 9, 16, 16)
+
+
+def test_other_sizes_and_lengths(fps_ckpt, tmp_path):
+    out = generate_main([str(fps_ckpt), "--out", str(tmp_path), "--labels", "1", "--size",
+                         "24x32", "--num-frames", "13", "--num-inference-steps", "1",
+                         "--no-progress"])
+    assert torch.load(out / "samples.pt", weights_only=True)["pixels"].shape == (1, 3, 13, 24, 32)
+    assert json.loads((out / "settings.json").read_text())["size"] == [24, 32]
