@@ -20,7 +20,7 @@ from common.atomic import atomic_path
 from data.encode import open_mp4, to_uint8_frames
 from walt.media import contact_sheet, write_gif
 
-GIF_MAX_FRAMES = 96  # longer clips are subsampled evenly in the gif
+GIF_MAX_FRAMES = 48  # longer clips are subsampled evenly in the gif (and the contact sheet)
 
 
 class ClipSink:
@@ -70,7 +70,8 @@ class ClipSink:
             frames = to_uint8_frames(clip)  # (T', H, W, 3)
             self._writers[i](frames)
             keep = [j for j in range(clip.shape[1]) if done + j in self._gif_keep]
-            self._kept[i].append(clip[:, keep])
+            # uint8 thumbnails (C, T', H, W): a quarter of the float frames' memory
+            self._kept[i].append(((clip[:, keep].clamp(-1, 1) + 1) * 127.5).round().byte())
             if self.png_frames:
                 for j, frame in enumerate(frames):
                     path = self.out / f"sample_{i:03d}" / f"frame_{done + j:05d}.png"
@@ -86,8 +87,8 @@ class ClipSink:
         self._stack.close()
         thumbs = torch.stack([torch.cat(kept, dim=1) for kept in self._kept])  # (B, C, T*, H, W)
         for i, clip in enumerate(thumbs):
-            write_gif(clip, self.out / f"sample_{i:03d}.gif", fps=self.fps, scale=2)
-        contact_sheet(thumbs, self.out / "contact_sheet.png", labels=self.captions)
+            write_gif(_to_pixels(clip), self.out / f"sample_{i:03d}.gif", fps=self.fps, scale=2)
+        contact_sheet(_to_pixels(thumbs), self.out / "contact_sheet.png", labels=self.captions)
         return [self.mp4_path(i) for i in range(self.num_clips)]
 
     def __enter__(self) -> ClipSink:
@@ -96,3 +97,8 @@ class ClipSink:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self._stack.__exit__(exc_type, exc, tb)  # drop the half-written mp4s
+
+
+def _to_pixels(frames: Tensor) -> Tensor:
+    """uint8 thumbnails back to floats in [-1, 1], exactly as ``to_uint8_frames`` reads them."""
+    return frames.float() / 127.5 - 1.0

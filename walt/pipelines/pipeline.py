@@ -90,7 +90,7 @@ class VideoPipeline:
         streams, captions, n = self._condition_streams(s)
         start, mask = self._frames(s, size)
         total = extended_length(s.num_frames, s.num_chunks) if s.mode == "extend" else s.num_frames
-        generator = torch.Generator().manual_seed(s.seed)
+        generator = torch.Generator(device=self.module.device).manual_seed(s.seed)
         batches = range(0, n, s.batch_size)
         units = len(batches) * (s.num_chunks if s.mode == "extend" else 1)
         bar = tqdm(total=units, desc=f"{s.mode} (batches x chunks)", disable=not progress)
