@@ -25,7 +25,8 @@ test-slow: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 # The main job on built-in data: synthetic moving shapes -> tokenizer -> latent statistics ->
-# precomputed latents -> class-conditional W.A.L.T -> samples, contact sheet, loss curve, score.
+# precomputed latents -> class-conditional W.A.L.T -> samples, contact sheet, loss curve, score,
+# and 4-chunk long videos by autoregressive extension with their drift and per-chunk scores.
 # Every stage is an ordinary command (README, "Quickstart"); QS is the output folder.
 QS ?= outputs/quickstart
 SHAPES := --size 32 --frames 17 --shapes circle,square --colors red,blue --directions left,right
@@ -40,7 +41,10 @@ quickstart: $(STAMP)
 	$(BIN)/python train.py fit --config configs/walt/tiny_cpu.yaml
 	$(BIN)/python -m walt.generate $(QS)/walt/checkpoints/last.ckpt --out $(QS)/samples --per-class 4 --num-inference-steps 50
 	$(BIN)/python -m walt.evaluate_synthetic $(QS)/samples --shards '$(QS)/data/val-000000.tar' --metrics $(QS)/walt/logs/metrics.csv
-	@echo "quickstart outputs: $(QS)/samples"
+	$(BIN)/python -m walt.generate $(QS)/walt/checkpoints/last.ckpt --out $(QS)/long --mode extend --num-chunks 4 --per-class 1 --num-inference-steps 50
+	$(BIN)/python -m walt.evaluate drift $(QS)/long --chunk-frames 12 --seam-overlap 5 --json $(QS)/long/drift.json
+	$(BIN)/python -m walt.evaluate_synthetic $(QS)/long --shards '$(QS)/data/val-000000.tar' --chunk-frames 12 --seam-overlap 5
+	@echo "quickstart outputs: $(QS)/samples, long videos: $(QS)/long"
 
 clean:
 	rm -rf $(VENV) outputs lightning_logs

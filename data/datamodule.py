@@ -66,7 +66,7 @@ def check_even_shards(num_shards: int, *, rank: int, world_size: int, name: str)
 
 def _check_arguments(
     *,
-    frame_stride: int | None,
+    frame_stride: int | list[int] | None,
     target_fps: float | None,
     short_clip: str,
     max_failure_fraction: float,
@@ -76,8 +76,11 @@ def _check_arguments(
     """Constructor checks of ``WebVideoDataModule``; each message names its argument."""
     if frame_stride is not None and target_fps is not None:
         raise ValueError("set only one of frame_stride and target_fps, not both")
-    if frame_stride is not None and (not isinstance(frame_stride, int) or frame_stride < 1):
-        raise ValueError(f"frame_stride must be an int >= 1, got {frame_stride!r}")
+    strides = frame_stride if isinstance(frame_stride, (list, tuple)) else [frame_stride]
+    if frame_stride is not None and (
+        not strides or any(not isinstance(v, int) or v < 1 for v in strides)
+    ):
+        raise ValueError(f"frame_stride must be an int >= 1 or a list of them, got {frame_stride!r}")
     if target_fps is not None and not target_fps > 0:
         raise ValueError(f"target_fps must be > 0, got {target_fps!r}")
     if short_clip not in ("skip", "loop"):
@@ -203,8 +206,10 @@ class WebVideoDataModule(pl.LightningDataModule):
         num_frames_k: alternative to ``num_frames``: ``k`` gives ``num_frames = 1 + 4k``.
         size: output ``H`` and ``W`` (an int for square). Frames are scaled to cover it, then
             cropped (randomly for training, centred for validation).
-        frame_stride: fixed stride in source frames between clip frames (exclusive with
-            ``target_fps``); both unset means stride 1.
+        frame_stride: stride in source frames between clip frames (exclusive with
+            ``target_fps``); both unset means stride 1. A list gives stride choices: each
+            training clip draws one (validation uses the first), so clips come at several real
+            frame rates, the batch's ``fps``, for fps conditioning (Make-A-Video).
         target_fps: wanted clip frame rate; the stride is ``round(source_fps / target_fps)``.
         short_clip: a video with fewer frames than the clip spans is skipped ("skip",
             counted as a bad sample) or wrapped around from its first frame ("loop").
@@ -243,7 +248,7 @@ class WebVideoDataModule(pl.LightningDataModule):
         num_frames: int = 17,
         num_frames_k: int | None = None,
         size: int | tuple[int, int] = 256,
-        frame_stride: int | None = None,
+        frame_stride: int | list[int] | None = None,
         target_fps: float | None = None,
         short_clip: Literal["skip", "loop"] = "skip",
         batch_size: int = 8,
@@ -369,7 +374,8 @@ class WebVideoDataModule(pl.LightningDataModule):
             kind=kind,
             num_frames=self.num_frames if kind == "video" else 1,
             size=self.size,
-            frame_stride=self.frame_stride,
+            frame_stride=(tuple(self.frame_stride) if isinstance(self.frame_stride, list)
+                          else self.frame_stride),
             target_fps=self.target_fps,
             short_clip=self.short_clip,
             train=train,

@@ -4,6 +4,8 @@ data). H.264 (libx264) when PyAV's bundled FFmpeg has it, MPEG-4 Part 2 otherwis
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,44 +24,82 @@ def default_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-def encode_video(
-    frames: np.ndarray, *, fps: float, codec: str | None = None, quality: int = 18
-) -> bytes:
-    """``(T, H, W, 3)`` uint8 RGB frames to MP4 bytes.
+class Mp4Writer:
+    """The project's one MP4 encoder: frames go in one batch at a time, so a long clip is never
+    held whole in memory. Use as a context manager; leaving it flushes the encoder.
 
     Args:
-        frames: the frames; H and W must be even (4:2:0 chroma).
+        target: a binary file object (an ``io.BytesIO``, or a handle from ``common.atomic``).
+        height, width: frame size; both must be even (4:2:0 chroma).
         fps: frame rate stored in the file.
         codec: FFmpeg encoder name (default: :func:`default_codec`).
         quality: x264 CRF (lower is better) or MPEG-4 qscale scaled from it.
     """
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    if frames.shape[1] % 2 or frames.shape[2] % 2:
-        raise ValueError(f"frame height and width must be even for yuv420p, got {frames.shape[1:3]}")
-    codec = codec or default_codec()
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "yuv420p"
+
+    def __init__(
+        self, target, *, height: int, width: int, fps: float, codec: str | None = None,
+        quality: int = 18,
+    ) -> None:
+        if height % 2 or width % 2:
+            raise ValueError(f"frame height and width must be even for yuv420p, got {(height, width)}")
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        codec = codec or default_codec()
+        self.size = (height, width)
+        self.container = av.open(target, mode="w", format="mp4")
+        self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        self.stream.height, self.stream.width = height, width
+        self.stream.pix_fmt = "yuv420p"
         # Single-threaded from the start: PyAV opens encoders with thread_count=0 (auto) and
         # slice threading unless told otherwise before the codec opens.
-        stream.codec_context.thread_count = 1
-        stream.codec_context.thread_type = 0
+        self.stream.codec_context.thread_count = 1
+        self.stream.codec_context.thread_type = 0
         if codec == "libx264":
             # One thread, a fixed preset and no macroblock-tree rate control keep the bytes
             # identical run to run. With mbtree on, the same frames and options gave one of two
             # different streams now and then (about 1 encode in 100, more under CPU load; QPs,
             # hence decoded pixels, differ by up to 25/255), even single-threaded.
-            stream.options = {"crf": str(quality), "preset": "veryfast", "threads": "1",
-                              "x264-params": "mbtree=0"}
+            self.stream.options = {"crf": str(quality), "preset": "veryfast", "threads": "1",
+                                   "x264-params": "mbtree=0"}
         else:
-            stream.codec_context.qscale = max(1, quality // 6)
-            stream.options = {"threads": "1"}
+            self.stream.codec_context.qscale = max(1, quality // 6)
+            self.stream.options = {"threads": "1"}
+        self.frames_written = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append ``(T, H, W, 3)`` uint8 RGB frames."""
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        if tuple(frames.shape[1:3]) != self.size:
+            raise ValueError(f"frames must be {self.size}, got {tuple(frames.shape[1:3])}")
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
+            self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        self.frames_written += len(frames)
+
+    def close(self) -> None:
+        self.container.mux(self.stream.encode())
+        self.container.close()
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.container.close()
+
+
+def encode_video(
+    frames: np.ndarray, *, fps: float, codec: str | None = None, quality: int = 18
+) -> bytes:
+    """``(T, H, W, 3)`` uint8 RGB frames to MP4 bytes (see :class:`Mp4Writer`)."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    buffer = io.BytesIO()
+    with Mp4Writer(buffer, height=frames.shape[1], width=frames.shape[2], fps=fps, codec=codec,
+                   quality=quality) as writer:
+        writer.write(frames)
     return buffer.getvalue()
 
 
@@ -73,13 +113,24 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
 
 def write_mp4(frames: np.ndarray, path: str | Path, *, fps: float = 8.0) -> Path:
     """Write ``(T, H, W, 3)`` uint8 frames as an MP4 file; odd sides are edge-padded to even."""
-    _, h, w, _ = frames.shape
-    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    path = Path(path)
-    data = encode_video(frames, fps=fps)
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-    return path
+    with open_mp4(path, height=frames.shape[1], width=frames.shape[2], fps=fps) as write:
+        write(frames)
+    return Path(path)
+
+
+@contextmanager
+def open_mp4(path: str | Path, *, height: int, width: int, fps: float = 8.0) -> Iterator:
+    """Stream frames into an MP4 file, written atomically (``common.atomic``): yields
+    ``write(frames)`` taking ``(T, H, W, 3)`` uint8 batches; odd sides are edge-padded to even."""
+    ph, pw = height % 2, width % 2
+
+    def write(frames: np.ndarray) -> None:
+        writer.write(np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge"))
+
+    with atomic_open(Path(path), "wb") as handle, Mp4Writer(
+        handle, height=height + ph, width=width + pw, fps=fps
+    ) as writer:
+        yield write
 
 
 def reencode_video(data: bytes, *, size: int, fps: float) -> bytes:

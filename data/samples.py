@@ -38,7 +38,8 @@ class SampleSpec:
         kind: "video" or "image"; samples of the other kind are routed away (not errors).
         num_frames: clip length T for videos.
         size: output ``(H, W)``.
-        frame_stride: fixed source-frame stride (exclusive with ``target_fps``).
+        frame_stride: source-frame stride (exclusive with ``target_fps``); a tuple of choices
+            is drawn from per training clip (validation takes the first).
         target_fps: wanted frame rate; the stride is rounded to an integer.
         short_clip: "skip" or "loop" for videos shorter than the clip.
         train: random clip start and random crop when True; centred otherwise.
@@ -50,7 +51,7 @@ class SampleSpec:
     kind: Kind
     num_frames: int
     size: tuple[int, int]
-    frame_stride: int | None
+    frame_stride: int | tuple[int, ...] | None
     target_fps: float | None
     short_clip: ShortClip
     train: bool
@@ -135,7 +136,7 @@ def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) 
     clip = decode_clip(
         sample[_require(sample, VIDEO_EXTENSIONS)],
         num_frames=spec.num_frames,
-        frame_stride=spec.frame_stride,
+        frame_stride=_stride(spec, rng),
         target_fps=spec.target_fps,
         clip_start="random" if spec.train else "center",
         short_clip=spec.short_clip,
@@ -145,6 +146,12 @@ def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) 
     out["pixels"] = frames_to_pixels(clip.frames, size=spec.size, crop=crop, rng=rng)
     out["fps"], out["stride"] = clip.fps, clip.stride
     return out
+
+
+def _stride(spec: SampleSpec, rng: random.Random) -> int | None:
+    if not isinstance(spec.frame_stride, tuple):
+        return spec.frame_stride
+    return rng.choice(spec.frame_stride) if spec.train else spec.frame_stride[0]
 
 
 def collate(samples: list[dict[str, Any]], skipped: int) -> dict[str, Any]:

@@ -294,3 +294,24 @@ def test_resumed_datamodule_continues_the_shuffle_sequence(tmp_path: Path) -> No
     resumed = fresh()
     resumed.load_state_dict(state)
     assert one_pass(resumed.train_dataloader()) == passes[2] != passes[0]
+
+
+def test_frame_stride_choices_give_clips_at_several_real_rates(tmp_path: Path) -> None:
+    from data.synthetic import write_synthetic
+
+    write_synthetic(str(tmp_path / "s-%06d.tar"), num_videos=16, frames=17, size=16, fps=8.0,
+                    samples_per_shard=100)
+    module = WebVideoDataModule(
+        train_videos=str(tmp_path / "s-000000.tar"), val_videos=str(tmp_path / "s-000000.tar"),
+        num_frames=5, size=16, batch_size=16, num_workers=0, shuffle_buffer=0,
+        frame_stride=[1, 2], seed=0,
+    )
+    module.setup("fit")
+    train = next(iter(module.train_dataloader()))[0]["video"]
+    assert set(train["fps"].tolist()) == {8.0, 4.0}  # source fps / drawn stride
+    torch.testing.assert_close(train["fps"], 8.0 / train["stride"].float())
+    val = next(iter(module.val_dataloader()))
+    val = (val[0] if isinstance(val, tuple) else val)["video"]
+    assert set(val["stride"].tolist()) == {1}  # validation takes the first choice
+    with pytest.raises(ValueError, match="frame_stride"):
+        WebVideoDataModule(train_videos="x.tar", frame_stride=[1, 0])

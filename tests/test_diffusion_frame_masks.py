@@ -95,3 +95,19 @@ def test_sample_frame_mask_rate_and_images():
     assert image.sum() == 0, "a 1-frame latent must never be fully conditioned"
     with pytest.raises(ValueError, match="p_frame_cond"):
         sample_frame_mask(SHAPE, p_frame_cond=1.5)
+
+
+def test_interpolation_masks_keep_keyframes_only():
+    from walt.diffusion.frame_masks import keyframe_indices, sample_interpolation_mask
+
+    assert keyframe_indices(5, 2) == [0, 2, 4] and keyframe_indices(5, 3) == [0, 3, 4]
+    g = torch.Generator().manual_seed(0)
+    mask = sample_interpolation_mask((64, 8, 5, 2, 2), p_interpolate=0.5, every_choices=[2, 3],
+                                     generator=g)[:, 0, :, 0, 0]  # (B, t)
+    rows = {tuple(r) for r in mask.tolist()}
+    assert rows == {(0.0,) * 5, (1.0, 0.0, 1.0, 0.0, 1.0), (1.0, 0.0, 0.0, 1.0, 1.0)}
+    # Too short a clip has nothing between keyframes: no condition.
+    short = sample_interpolation_mask((4, 8, 2, 2, 2), p_interpolate=1.0, generator=g)
+    assert short.sum() == 0
+    with pytest.raises(ValueError, match="p_interpolate"):
+        sample_interpolation_mask((1, 8, 5, 2, 2), p_interpolate=2.0)

@@ -179,3 +179,26 @@ def test_frame_conditioned_denoiser_drops_c_fp_when_uncond():
     sample(denoiser, sampler, SHAPE, progress=False, guidance=ClassifierFreeGuidance(guidance_scale=2.0))
     area = SHAPE[3] * SHAPE[4] * SHAPE[0]
     assert seen == [area, 0.0] * 3
+
+
+def test_frame_guidance_is_a_separate_scale():
+    from walt.samplers.loop import guided_output
+
+    x, t = noise(), torch.full((SHAPE[0],), 500)
+    calls = []
+
+    def denoiser(x_t, timesteps, *, self_cond, uncond, drop_frames=False):
+        calls.append((uncond, drop_frames))
+        return fake_v(x_t, timesteps, shift=0.3 * uncond + 0.7 * drop_frames)
+
+    w, s_fp = 2.0, 3.0
+    guidance = ClassifierFreeGuidance(guidance_scale=w, frame_guidance_scale=s_fp)
+    out = guided_output(denoiser, x, t, self_cond=None, guidance=guidance, progress=0.0)
+    assert calls == [(False, False), (True, False), (True, True)]
+    cond, uncond, null = fake_v(x, t), fake_v(x, t, shift=0.3), fake_v(x, t, shift=1.0)
+    # e(0, 0) + s_fp (e(c_fp, 0) - e(0, 0)) + w (e(c_fp, y) - e(c_fp, 0))
+    torch.testing.assert_close(out, null + s_fp * (uncond - null) + w * (cond - uncond))
+    calls.clear()
+    only_frames = ClassifierFreeGuidance(guidance_scale=1.0, frame_guidance_scale=s_fp)
+    out = guided_output(denoiser, x, t, self_cond=None, guidance=only_frames, progress=0.0)
+    torch.testing.assert_close(out, null + s_fp * (uncond - null) + (cond - uncond))

@@ -101,10 +101,11 @@ def test_sampling_options_reach_the_module_from_the_config(assets, tmp_path):
     args = _tiny_overrides(config, assets, tmp_path)[1:]
     args += ["--model.init_args.guidance_schedule=cosine", "--model.init_args.guidance_rescale=0.7",
              "--model.init_args.guidance_min_scale=0.5", "--model.init_args.sampler=ddpm",
-             '--model.init_args.sampler_options={"variance": "large"}']
+             '--model.init_args.sampler_options={"variance": "large"}',
+             "--model.init_args.frame_guidance_scale=2.0"]
     cli = WaltCLI(args=args, run=False, subclass_mode_model=True, subclass_mode_data=True)
     assert cli.model.guidance_options == {"guidance_schedule": "cosine", "guidance_min_scale": 0.5,
-                                          "guidance_rescale": 0.7}
+                                          "guidance_rescale": 0.7, "frame_guidance_scale": 2.0}
     assert (cli.model.sampler_name, cli.model.sampler_options) == ("ddpm", {"variance": "large"})
     with pytest.raises(ValueError, match="guidance_rescale"):
         WaltCLI(args=[*args, "--model.init_args.guidance_rescale=2.0"], run=False,

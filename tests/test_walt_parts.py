@@ -42,8 +42,9 @@ def test_frame_conditioning_masks_the_loss_to_generated_frames():
     assert set(known.tolist()) == {1.0, 2.0}  # image-to-video and video prediction both drawn
     torch.testing.assert_close(conds.loss_mask, 1.0 - mask)
     torch.testing.assert_close(conds.frame_cond[:, :-1], z0 * mask)
-    # An uncond pass (guidance over c_fp) drops the frame condition.
-    assert "frame_cond" not in conds.model_kwargs(uncond=True)
+    # Guidance over c_fp is its own pass: the label's uncond pass keeps the frames.
+    assert "frame_cond" not in conds.model_kwargs(drop_frames=True)
+    torch.testing.assert_close(conds.model_kwargs(uncond=True)["frame_cond"], conds.frame_cond)
 
 
 def test_frame_conditioning_off_at_validation():
@@ -116,3 +117,40 @@ def test_loss_curve(tmp_path):
     (tmp_path / "empty.csv").write_text("step,train/loss\n")
     with pytest.raises(ValueError, match="no logged rows"):
         loss_curve(tmp_path / "empty.csv", tmp_path / "x.png")
+
+
+def test_training_draws_interpolation_beside_prefix_masks():
+    z0 = torch.randn(256, 8, 5, 2, 2)
+    cfg = ConditionConfig(p_frame_cond=0.3, p_interpolate=0.5, interpolate_every=[2])
+    conds = build_conditions({}, cfg, z0=z0, training=True, inputs=FRAMES,
+                             generator=torch.Generator().manual_seed(0))
+    rows = {tuple(r) for r in conds.frame_cond[:, -1, :, 0, 0].tolist()}
+    assert rows == {(0.0,) * 5, (1.0, 0, 0, 0, 0), (1.0, 1.0, 0, 0, 0), (1.0, 0, 1.0, 0, 1.0)}
+    torch.testing.assert_close(conds.loss_mask[:, 0, :, 0, 0], 1 - conds.frame_cond[:, -1, :, 0, 0])
+
+
+def test_sampling_frame_mask_needs_a_frame_conditioned_backbone():
+    z0 = torch.zeros(1, 8, 3, 2, 2)
+    with pytest.raises(ValueError, match="use_frame_cond"):
+        build_conditions({"label": torch.tensor([0])}, ConditionConfig(), z0=z0, training=False,
+                         inputs=NO_FRAMES, frame_mask=torch.ones(1, 3))
+
+
+def test_mp4_writer_takes_frames_incrementally(tmp_path):
+    import numpy as np
+
+    from data.encode import open_mp4
+
+    with open_mp4(tmp_path / "long.mp4", height=10, width=14, fps=12) as write:
+        for i in range(3):
+            write(np.full((4, 10, 14, 3), 60 * i, np.uint8))
+        assert not (tmp_path / "long.mp4").exists()  # atomic: in place only once complete
+    with av.open(str(tmp_path / "long.mp4")) as c:
+        assert float(c.streams.video[0].average_rate) == 12.0
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 12 and abs(int(frames[-1].mean()) - 120) <= 3
+    with pytest.raises(ValueError, match="frames must be"), open_mp4(
+        tmp_path / "bad.mp4", height=10, width=14
+    ) as write:
+        write(np.zeros((2, 8, 14, 3), np.uint8))
+    assert not (tmp_path / "bad.mp4").exists()

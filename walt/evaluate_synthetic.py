@@ -1,12 +1,19 @@
 """Score generated moving-shapes clips against the classes they were asked for.
 
     python -m walt.evaluate_synthetic SAMPLES_DIR --shards PATTERN [--metrics CSV]
+    python -m walt.evaluate_synthetic LONG_DIR --shards PATTERN --chunk-frames 12 --seam-overlap 5
 
 ``SAMPLES_DIR`` is the output of ``python -m walt.generate`` (its ``samples.pt``). The class names
 come from the shards' metadata. A deterministic detector (``data.shape_detector``) reads each
 clip's shape, colour and motion direction; the score is the fraction of clips where it finds the
 requested ones. With ``--metrics`` (a CSVLogger ``metrics.csv``), a loss-curve PNG is also drawn.
 Writes ``score.json`` into ``SAMPLES_DIR`` and prints it.
+
+With ``--chunk-frames`` (long videos of ``python -m walt.generate --mode extend``), every
+``sample_XXX.mp4`` is cut into its chunks as ``walt.evaluate drift`` cuts them
+(``walt.evaluate.drift.chunk_starts``), the requested classes come from ``settings.json``, and
+``chunk_score.json`` holds the detector's rates per chunk: how well colour and direction survive
+extension.
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ import tarfile
 from pathlib import Path
 
 import braceexpand
+import numpy as np
 import torch
 
 from common.atomic import atomic_open
 from data.shape_detector import score_samples
+from walt.evaluate.drift import chunk_starts
+from walt.evaluate.inputs import MediaItem, read_frames
 from walt.media import loss_curve
 
 
@@ -51,13 +61,46 @@ def evaluate(samples_dir: str | Path, shards: str, metrics: str | Path | None = 
     return score
 
 
+def evaluate_chunks(
+    samples_dir: str | Path, shards: str, *, chunk_frames: int, seam_overlap: int
+) -> list[dict]:
+    """Detector rates (``score_samples``) per chunk over the run's long clips."""
+    samples_dir = Path(samples_dir)
+    labels = json.loads((samples_dir / "settings.json").read_text()).get("labels")
+    if not labels:
+        raise ValueError(f"{samples_dir}/settings.json has no labels; scoring needs classes")
+    names = class_names_from_shards(shards)
+    clips = [read_frames(MediaItem(key=p.name, kind="video", data=p.read_bytes()))
+             for p in sorted(samples_dir.glob("sample_*.mp4"))]  # (T, H, W, 3) uint8 each
+    if len(clips) != len(labels):
+        raise ValueError(f"{len(clips)} clips in {samples_dir} but {len(labels)} labels")
+    starts = chunk_starts(len(clips[0]), chunk_frames=chunk_frames, seam_overlap=seam_overlap)
+    bounds = list(zip(starts, [*starts[1:], len(clips[0])]))
+    scores = []
+    for c, (start, stop) in enumerate(bounds):
+        chunk = [np.ascontiguousarray(clip[start:stop].transpose(3, 0, 1, 2)) for clip in clips]
+        scores.append({"chunk": c, "start": start, "stop": stop,
+                       **score_samples(chunk, [names[v] for v in labels])})
+    with atomic_open(samples_dir / "chunk_score.json", "w") as f:
+        f.write(json.dumps(scores, indent=2))
+    return scores
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Score generated moving-shapes clips.")
     parser.add_argument("samples_dir", help="folder written by python -m walt.generate")
     parser.add_argument("--shards", required=True, help="a shard pattern of the training data")
     parser.add_argument("--metrics", help="CSVLogger metrics.csv, for a loss-curve PNG")
+    parser.add_argument("--chunk-frames", type=int,
+                        help="score each chunk of long videos (new frames per chunk)")
+    parser.add_argument("--seam-overlap", type=int, default=5,
+                        help="frames a chunk shares with the previous one (5 for extension)")
     args = parser.parse_args(argv)
-    score = evaluate(args.samples_dir, args.shards, args.metrics)
+    if args.chunk_frames:
+        score = evaluate_chunks(args.samples_dir, args.shards, chunk_frames=args.chunk_frames,
+                                seam_overlap=args.seam_overlap)
+    else:
+        score = evaluate(args.samples_dir, args.shards, args.metrics)
     print(json.dumps(score))
 
 

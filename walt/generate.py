@@ -1,14 +1,18 @@
-"""Class-conditional (or unconditional) video generation from a trained W.A.L.T checkpoint.
+"""Generate videos from a trained W.A.L.T checkpoint, in every conditioning mode.
 
-    python -m walt.generate CKPT --out DIR [--per-class 2] [--labels 0,3] [--num-inference-steps 50]
-        [--sampler ddim] [--sampler-options '{"eta": 0.5}'] [--guidance-scale 4]
-        [--guidance-schedule linear] [--guidance-min-scale 1] [--guidance-rescale 0.7]
+    python -m walt.generate CKPT --out DIR [--mode sample|image|predict|interpolate|extend]
+        [--labels 0,3 | --per-class 2 | --num-samples 4] [--text-embeddings FILE |
+        --prompts FILE --text-encoder DIR] [--image PNG] [--video MP4] [--keyframes 0,-1 |
+        --keyframe-every 2] [--num-chunks 4] [--num-frames T] [--size HxW] [--fps 8]
+        [--sampler ddim] [--num-inference-steps 50] [--guidance-scale 4]
+        [--frame-guidance-scale 2] [--png-frames] [--seed 0]
+    python -m walt.generate --from-settings DIR/settings.json --out DIR2
 
-Sampling flags left out keep the values the checkpoint was trained with (the module's
-``num_inference_steps``, ``sampler``, ``guidance_*`` and ``sampler_options``).
-
-Writes one mp4 and one gif per clip, a PNG contact sheet (a row per clip) and ``samples.pt``
-(the pixels, for scoring), then prints the folder.
+A thin layer over :class:`walt.pipelines.VideoPipeline` (see ``docs/generation.md``). Sampling
+flags left out keep the values the checkpoint was trained with. Writes per clip an mp4 and a gif
+(PNG frames with ``--png-frames``), a contact sheet, ``settings.json`` (the exact settings, for
+``--from-settings``) and, except in ``extend`` mode, ``samples.pt`` (the pixels, for scoring);
+then prints the folder.
 """
 
 from __future__ import annotations
@@ -18,13 +22,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm import tqdm
-
-from common.atomic import atomic_path
 from walt.lightning import WALTModule
 from walt.lightning.loading import load_walt_checkpoint
-from walt.media import write_samples
+from walt.pipelines import MODES, GenerationSettings, VideoPipeline
 from walt.samplers import sampler_names
 from walt.samplers.guidance import GUIDANCE_SCHEDULES
 
@@ -38,20 +38,8 @@ def load_module(ckpt: str | Path, *, device: str = "cpu", **overrides: Any) -> W
     return load_walt_checkpoint(ckpt, map_location=device, **overrides).eval()
 
 
-# Command-line flags that override the module's sampling arguments of the same name.
-SAMPLING_FLAGS = (
-    "num_inference_steps",
-    "sampler",
-    "sampler_options",
-    "guidance_scale",
-    "guidance_schedule",
-    "guidance_min_scale",
-    "guidance_rescale",
-)
-
-
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
-    """``--num-inference-steps``, ``--sampler``, ``--sampler-options`` and ``--guidance-*``."""
+    """``--num-inference-steps``, ``--sampler``, ``--sampler-options`` and ``--*guidance-*``."""
     default = "(default: the checkpoint's)"
     parser.add_argument("--num-inference-steps", type=int, help=f"sampler steps {default}")
     parser.add_argument("--sampler", choices=sampler_names(), help=f"sampler {default}")
@@ -59,65 +47,80 @@ def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sampler-options", type=json.loads, help=f"sampler options as JSON ({example}) {default}"
     )
-    parser.add_argument("--guidance-scale", type=float, help=f"guidance scale {default}")
+    parser.add_argument("--guidance-scale", type=float,
+                        help=f"classifier-free guidance scale over label/text {default}")
     parser.add_argument(
         "--guidance-schedule", choices=GUIDANCE_SCHEDULES, help=f"guidance schedule {default}"
     )
     parser.add_argument("--guidance-min-scale", type=float, help=f"schedule start {default}")
     parser.add_argument("--guidance-rescale", type=float, help=f"guidance rescale {default}")
+    parser.add_argument("--frame-guidance-scale", type=float,
+                        help=f"guidance over the frame condition c_fp (W.A.L.T App. A) {default}")
 
 
-def parse_labels(text: str | None, per_class: int, num_classes: int) -> list[int] | None:
-    """Explicit ``--labels`` win; otherwise every class ``per_class`` times; None if unconditional."""
-    if text:
-        labels = [int(v) for v in text.split(",")]
-        bad = [v for v in labels if not 0 <= v < num_classes]
-        if bad:
-            raise ValueError(f"labels {bad} are outside [0, {num_classes})")
-        return labels
-    if num_classes == 0:
-        return None
-    return [c for c in range(num_classes) for _ in range(per_class)]
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _size(text: str) -> list[int]:
+    h, _, w = text.lower().partition("x")
+    return [int(h), int(w or h)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ckpt", nargs="?", help="Lightning checkpoint of a WALTModule")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--from-settings", help="settings.json of an earlier run to regenerate")
+    parser.add_argument("--mode", choices=MODES, default="sample", help="conditioning mode")
+    parser.add_argument("--labels", type=_ints, help="comma-separated class indices (-1 = null)")
+    parser.add_argument("--per-class", type=int, default=2,
+                        help="clips per class when --labels is not given")
+    parser.add_argument("--num-samples", type=int, default=4, help="clips for unconditional models")
+    parser.add_argument("--text-embeddings",
+                        help="precomputed prompt embeddings (.safetensors or .npy)")
+    parser.add_argument("--prompts", help="text file, one prompt per line (needs --text-encoder)")
+    parser.add_argument("--text-encoder", help="local folder of the text encoder")
+    parser.add_argument("--image", help="conditioning image (modes image and extend)")
+    parser.add_argument("--video", help="conditioning video (predict, interpolate, extend)")
+    parser.add_argument("--keyframes", type=_ints,
+                        help="known latent frames for interpolate, e.g. 0,1,-2,-1")
+    parser.add_argument("--keyframe-every", type=int,
+                        help="interpolate: every k-th latent frame (and the last) is known")
+    parser.add_argument("--num-chunks", type=int, default=4, help="chunks of an extend run")
+    parser.add_argument("--num-frames", type=int, help="pixel frames per clip or chunk, 1 + 4k "
+                        "(default: the training length)")
+    parser.add_argument("--size", type=_size, help="HxW of the clips (default: training size)")
+    parser.add_argument("--fps", type=float, default=8.0,
+                        help="frame rate: the condition of fps-conditioned models and the files'")
+    add_sampling_flags(parser)
+    parser.add_argument("--batch-size", type=int, default=8, help="clips sampled together")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the run")
+    parser.add_argument("--png-frames", action="store_true", help="also write every frame as PNG")
+    parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
+    if args.from_settings:
+        return GenerationSettings.load(args.from_settings)
+    if not args.ckpt:
+        raise SystemExit("give a checkpoint or --from-settings")
+    prompts = Path(args.prompts).read_text().splitlines() if args.prompts else None
+    names = [f.name for f in GenerationSettings.__dataclass_fields__.values()]
+    values = {k: getattr(args, k) for k in names if hasattr(args, k)}
+    return GenerationSettings(**{**values, "checkpoint": args.ckpt, "prompts": prompts})
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("ckpt", help="Lightning checkpoint of a WALTModule")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--labels", help="comma-separated class indices (default: every class)")
-    parser.add_argument("--per-class", type=int, default=2, help="clips per class")
-    parser.add_argument("--num-samples", type=int, default=4, help="clips for unconditional models")
-    add_sampling_flags(parser)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--fps", type=float, default=8.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--class-names", help="JSON list of class names, for the contact sheet")
-    args = parser.parse_args(argv)
-
-    flags = {name: getattr(args, name) for name in SAMPLING_FLAGS}
-    module = load_module(args.ckpt, **{k: v for k, v in flags.items() if v is not None})
-    num_classes = getattr(module.backbone, "num_classes", 0)
-    labels = parse_labels(args.labels, args.per_class, num_classes)
-    total = len(labels) if labels is not None else args.num_samples
-    generator = torch.Generator().manual_seed(args.seed)
-    videos = []
-    for start in tqdm(range(0, total, args.batch_size), desc="sampling", unit="batch"):
-        n = min(args.batch_size, total - start)
-        batch_labels = None if labels is None else torch.tensor(labels[start : start + n])
-        videos.append(
-            module.generate(
-                labels=batch_labels,
-                num_samples=n,
-                generator=generator,
-            ).float()
-        )
-    pixels = torch.cat(videos)  # (B, C, T, H, W)
-    out = Path(args.out)
-    names = json.loads(Path(args.class_names).read_text()) if args.class_names else None
-    captions = [names[v] if names else f"class {v}" for v in labels] if labels else None
-    write_samples(pixels, out, labels=captions, fps=args.fps)
-    with atomic_path(out / "samples.pt") as tmp:
-        torch.save({"pixels": pixels, "labels": labels}, tmp)
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    pipe = VideoPipeline.from_settings(settings, device=args.device)
+    inputs = pipe.module.inputs
+    if inputs.labels and not settings.labels:
+        settings.labels = [c for c in range(inputs.num_classes) for _ in range(args.per_class)]
+    out = pipe(settings, args.out, png_frames=args.png_frames, progress=not args.no_progress)
     print(out)
     return out
 

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import webdataset as wds
+from safetensors.torch import save_file
 from tqdm import tqdm
 
-from data import WebVideoDataModule
+from common.atomic import atomic_path
+from data import ShardSink, WebVideoDataModule
 from tokenizer import load_tokenizer
 from walt.text_encoder import TextEncoder
 
@@ -63,7 +64,7 @@ def precompute(
     dm.setup("validate")
     Path(out_pattern).parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    with wds.ShardWriter(out_pattern, maxcount=max_samples_per_shard, verbose=0) as sink:
+    with ShardSink(out_pattern, max_samples=max_samples_per_shard) as sink:
         for batch in tqdm(dm.val_dataloader(), desc="precompute", unit="batch"):
             for kind, stream in batch.items():
                 for sample in _encode_stream(vae, encoder, kind, stream, device):
@@ -72,6 +73,17 @@ def precompute(
     if written == 0:
         raise RuntimeError(f"no sample could be read from videos={videos!r} images={images!r}")
     return written
+
+
+@torch.no_grad()
+def embed_prompts(text_encoder: str | Path, prompts: list[str], out: str | Path) -> Path:
+    """Embed ``prompts`` with the local text encoder into one safetensors file (``text_emb``
+    (N, L, E), ``text_mask`` (N, L) as uint8), which ``python -m walt.generate --text-embeddings``
+    reads; written atomically."""
+    emb, mask = TextEncoder(text_encoder)(prompts)
+    with atomic_path(out) as tmp:
+        save_file({"text_emb": emb.float().contiguous(), "text_mask": mask.to(torch.uint8)}, tmp)
+    return Path(out)
 
 
 @torch.no_grad()

@@ -120,6 +120,59 @@ def sample_frame_mask(
     return make_frame_mask(shape, counts.to(device), device=device, dtype=dtype)
 
 
+def keyframe_indices(t: int, every: int) -> list[int]:
+    """Latent frames ``0, k, 2k, ...`` and the last one: the keyframes of interpolation with
+    spacing ``every`` (Make-A-Video's masked frame interpolation, in latent space)."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    return sorted({*range(0, t, every), t - 1})
+
+
+def sample_interpolation_mask(
+    shape: Sequence[int],
+    *,
+    p_interpolate: float,
+    every_choices: Sequence[int] = (2, 3),
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Random interpolation masks: with probability ``p_interpolate`` a sample knows its keyframes
+    (:func:`keyframe_indices`, spacing uniform over ``every_choices``), else nothing.
+
+    Spacings that would leave no frame to generate (``t <= 2``, or ``k = 1``) give no condition.
+
+    Returns:
+        ``(B, 1, t, 1, 1)`` float mask on the generator's device.
+    """
+    b, _, t, _, _ = _check_shape(shape)
+    if not 0.0 <= p_interpolate <= 1.0:
+        raise ValueError(f"p_interpolate must be in [0, 1], got {p_interpolate}")
+    if len(every_choices) == 0 or min(every_choices) < 1:
+        raise ValueError(f"every_choices must be positive ints, got {tuple(every_choices)}")
+    gen_device = generator.device if generator is not None else None
+    use = torch.rand(b, generator=generator, device=gen_device) < p_interpolate
+    pick = torch.randint(len(every_choices), (b,), generator=generator, device=gen_device)
+    rows = []
+    for i in range(b):
+        keys = keyframe_indices(t, int(every_choices[int(pick[i])]))
+        row = torch.zeros(t)
+        if bool(use[i]) and len(keys) < t:
+            row[keys] = 1.0
+        rows.append(row)
+    return per_frame(torch.stack(rows))  # (B, t) -> (B, 1, t, 1, 1)
+
+
+def keep_known(z: Tensor, z_known: Tensor, mask: Tensor) -> Tensor:
+    """``m * z_known + (1 - m) * z``: the known latent frames exactly, the sampled ones elsewhere.
+
+    Args:
+        z: ``(B, c, t, h, w)`` sampled latents.
+        z_known: ``(B, c, t, h, w)`` latents whose known frames are kept.
+        mask: ``(B, t)`` per-frame mask, 1 on known frames.
+    """
+    m = per_frame(mask.to(z))  # (B, t) -> (B, 1, t, 1, 1)
+    return m * z_known.to(z) + (1 - m) * z
+
+
 def frame_condition(z: Tensor, mask: Tensor) -> Tensor:
     """``c_fp = concat(m * z, m)`` on channels (W.A.L.T Sec. 4).
 

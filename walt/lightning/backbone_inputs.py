@@ -6,6 +6,14 @@
   first 1 latent frame (image to video) or first 2 (video prediction) through
   ``c_fp = concat(m * z, m)``. The loss then covers only the frames to be generated, so the model
   is never rewarded for copying the frames it was given.
+- Keyframe interpolation (Make-A-Video's masked frame interpolation, in latent space): with
+  probability ``p_interpolate`` the mask keeps every k-th latent frame and the last one instead.
+- Scalar conditions (``extra_cond``, AdaLN): the clip's frame rate (Make-A-Video's fps
+  conditioning); a later super-resolution stage appends its noise level as one more entry of
+  ``SCALAR_CONDITIONS``.
+
+Training, validation, sampling, the sample logger and ``predict`` all build the backbone's inputs
+here: :func:`build_conditions` from a stream (a batch, or the stream ``sampling_stream`` makes).
 """
 
 from __future__ import annotations
@@ -17,7 +25,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from walt.diffusion.frame_masks import frame_condition, generation_mask, sample_frame_mask
+from walt.diffusion.frame_masks import (
+    frame_condition,
+    generation_mask,
+    per_frame,
+    sample_frame_mask,
+    sample_interpolation_mask,
+)
 
 
 @dataclass
@@ -30,7 +44,12 @@ class ConditionConfig:
         frame_cond_choices: numbers of leading latent frames to condition on, picked uniformly.
         p_drop_class: probability of replacing a label by the learned null label.
         p_drop_text: probability of replacing a caption embedding by the learned null text.
-        use_fps: feed the clip's frame rate as an extra scalar condition (Make-A-Video style).
+        use_fps: feed the clip's frame rate (the stream's ``fps``: source fps / stride) as an
+            AdaLN scalar condition (Make-A-Video); the backbone needs ``num_extra_cond=1``.
+        p_interpolate: probability that a video is keyframe-conditioned for interpolation
+            (every k-th latent frame and the last one known), drawn among the videos that are
+            not prefix-conditioned; 0 disables it.
+        interpolate_every: the keyframe spacings k, picked uniformly.
     """
 
     p_self_cond: float = 0.9
@@ -39,24 +58,36 @@ class ConditionConfig:
     p_drop_class: float = 0.1
     p_drop_text: float = 0.1
     use_fps: bool = False
+    p_interpolate: float = 0.0
+    interpolate_every: list[int] = field(default_factory=lambda: [2, 3])
+
+    def scalar_names(self) -> tuple[str, ...]:
+        """Names of the stream's scalar conditions, in ``extra_cond``'s column order."""
+        return tuple(name for name, on in (("fps", self.use_fps),) if on)
 
 
 @dataclass(frozen=True)
 class BackboneInputs:
-    """Which conditioning inputs the backbone takes (read off the network once)."""
+    """Which conditioning inputs the backbone takes; read off the network once, when the module
+    is built (every backbone, ``models.WindowedDiT`` and the U-Nets, exposes these attributes)."""
 
     labels: bool = False
     text: bool = False
     frames: bool = False
+    self_cond: bool = False
     extra: int = 0
+    num_classes: int = 0
 
     @classmethod
     def of(cls, net) -> BackboneInputs:
+        num_classes = int(getattr(net, "num_classes", 0))
         return cls(
-            labels=getattr(net, "num_classes", 0) > 0,
+            labels=num_classes > 0,
             text=getattr(net, "text_dim", 0) > 0,
             frames=bool(getattr(net, "use_frame_cond", False)),
+            self_cond=bool(getattr(net, "use_self_cond", False)),
             extra=int(getattr(net, "num_extra_cond", 0)),
+            num_classes=num_classes,
         )
 
 
@@ -73,8 +104,15 @@ class Conditions:
     extra_cond: Tensor | None = None
     loss_mask: Tensor | None = None  # (B, 1, t, 1, 1): 1 on frames the loss covers
 
-    def model_kwargs(self, *, uncond: bool = False) -> dict[str, Tensor | None]:
-        """Keyword arguments for the backbone; ``uncond`` drops every guided condition."""
+    def model_kwargs(
+        self, *, uncond: bool = False, drop_frames: bool = False
+    ) -> dict[str, Tensor | None]:
+        """Keyword arguments for the backbone.
+
+        ``uncond`` replaces the label and text by their nulls (classifier-free guidance);
+        ``drop_frames`` leaves out the frame condition, i.e. the all-zero mask (the separate
+        guidance over ``c_fp`` of W.A.L.T's autoregressive generation).
+        """
         kw: dict[str, Tensor | None] = {}
         if self.class_labels is not None:
             kw["class_labels"] = self.class_labels
@@ -82,7 +120,7 @@ class Conditions:
         if self.text_emb is not None:
             kw["text_emb"], kw["text_mask"] = self.text_emb, self.text_mask
             kw["drop_text"] = _all_true(self.text_emb[:, 0, 0]) if uncond else self.drop_text
-        if self.frame_cond is not None and not uncond:
+        if self.frame_cond is not None and not drop_frames:
             kw["frame_cond"] = self.frame_cond
         if self.extra_cond is not None:
             kw["extra_cond"] = self.extra_cond
@@ -101,11 +139,18 @@ def build_conditions(
     training: bool,
     inputs: BackboneInputs,
     generator: torch.Generator | None = None,
+    frame_mask: Tensor | None = None,
 ) -> Conditions:
     """Conditions for one stream batch; dropout and frame masks are drawn only when training.
 
-    ``inputs`` says which conditions the backbone takes (others in the stream are ignored);
-    ``generator`` (a CPU generator) draws every random choice, for reproducible resumes.
+    Args:
+        stream: the batch stream (``label``, ``text_emb``/``text_mask``, ``fps``, ...).
+        z0: ``(B, c, t, h, w)`` clean latents; their known frames feed ``c_fp``.
+        training: draw condition dropout and frame masks.
+        inputs: which conditions the backbone takes (others in the stream are ignored).
+        generator: a CPU generator drawing every random choice, for reproducible resumes.
+        frame_mask: ``(B, t)`` known latent frames, given at sampling; ``None`` draws one when
+            training and conditions on no frame otherwise.
     """
     b, device = z0.shape[0], z0.device
     out = Conditions()
@@ -114,6 +159,7 @@ def build_conditions(
         drop = labels < 0  # unlabelled samples always see the null label
         if training and cfg.p_drop_class > 0:
             drop = drop | (torch.rand(b, generator=generator).to(device) < cfg.p_drop_class)
+        # -1 is only an index for the null row's flag; the label itself is never read then.
         out.class_labels, out.drop_class = labels.clamp_min(0), drop
     if inputs.text:
         if stream.get("text_emb") is None:
@@ -125,17 +171,58 @@ def build_conditions(
         if training and cfg.p_drop_text > 0:
             drop = drop | (torch.rand(b, generator=generator).to(device) < cfg.p_drop_text)
         out.drop_text = drop
-    if cfg.use_fps:
-        if inputs.extra != 1:
-            raise ValueError(f"use_fps needs a backbone with num_extra_cond=1, not {inputs.extra}")
-        out.extra_cond = stream["fps"].to(device=device, dtype=z0.dtype).reshape(b, 1)
+    out.extra_cond = _scalar_conditions(stream, cfg, inputs, b=b, like=z0)
     if inputs.frames:
-        mask = sample_frame_mask(
-            z0.shape,
-            p_frame_cond=cfg.p_frame_cond if training else 0.0,
-            frame_cond_choices=cfg.frame_cond_choices,
-            generator=generator,
-        ).to(device)  # (B, 1, t, 1, 1)
-        out.frame_cond = frame_condition(z0, mask)
-        out.loss_mask = generation_mask(mask)
+        if frame_mask is not None:
+            mask = per_frame(frame_mask.to(device=device, dtype=z0.dtype))  # (B, 1, t, 1, 1)
+        else:
+            mask = _training_mask(z0.shape, cfg, training=training, generator=generator)
+        out.frame_cond = frame_condition(z0, mask.to(device))
+        out.loss_mask = generation_mask(mask.to(device))
+    elif frame_mask is not None:
+        raise ValueError("frame_mask given but the backbone takes no frame condition "
+                         "(use_frame_cond=False)")
     return out
+
+
+def _training_mask(
+    shape: torch.Size, cfg: ConditionConfig, *, training: bool, generator: torch.Generator | None
+) -> Tensor:
+    """Prefix masks with probability ``p_frame_cond``, else interpolation keyframes with
+    probability ``p_interpolate``, else none. ``(B, 1, t, 1, 1)``."""
+    prefix = sample_frame_mask(
+        shape,
+        p_frame_cond=cfg.p_frame_cond if training else 0.0,
+        frame_cond_choices=cfg.frame_cond_choices,
+        generator=generator,
+    )
+    if not training or cfg.p_interpolate <= 0:
+        return prefix
+    keys = sample_interpolation_mask(
+        shape, p_interpolate=cfg.p_interpolate, every_choices=cfg.interpolate_every,
+        generator=generator,
+    )
+    has_prefix = prefix.flatten(1).amax(dim=1).bool()
+    return torch.where(has_prefix[:, None, None, None, None], prefix, keys)
+
+
+def _scalar_conditions(
+    stream: Mapping[str, Any], cfg: ConditionConfig, inputs: BackboneInputs, *, b: int, like: Tensor
+) -> Tensor | None:
+    """``(B, n)`` AdaLN scalar conditions in ``cfg.scalar_names()`` order, or None."""
+    names = cfg.scalar_names()
+    if names and len(names) != inputs.extra:
+        raise ValueError(
+            f"the conditioning config feeds scalar conditions {list(names)} but the backbone "
+            f"takes num_extra_cond={inputs.extra}"
+        )
+    if not names:
+        return None
+    columns = []
+    for name in names:
+        if stream.get(name) is None:
+            raise KeyError(f"the backbone is conditioned on {name!r} but the batch has none "
+                           f"(give {name} when sampling)")
+        value = torch.as_tensor(stream[name]).to(device=like.device, dtype=like.dtype)
+        columns.append(value.reshape(-1).expand(b) if value.numel() == 1 else value.reshape(b))
+    return torch.stack(columns, dim=1)  # (B, n)

@@ -27,7 +27,8 @@ class SampleLogger(Callback):
         num_inference_steps: sampler steps (fewer than the paper's 50 keeps rounds cheap during
             training).
         guidance_scale: classifier-free guidance scale; None uses the module's default.
-        fps: frame rate written into the files.
+        fps: frame rate of the clips: the fps condition of fps-conditioned models, and the
+            files' rate.
         seed: sampling seed, fixed so rounds are comparable across steps.
     """
 
@@ -62,6 +63,7 @@ class SampleLogger(Callback):
         videos = pl_module.generate(
             labels=labels,
             num_samples=self.num_samples,
+            fps=self.fps,  # the clip rate of fps-conditioned models, and of the files
             num_inference_steps=self.num_inference_steps,
             guidance_scale=self.guidance_scale,
             generator=torch.Generator(device=pl_module.device).manual_seed(self.seed),
@@ -76,7 +78,7 @@ class SampleLogger(Callback):
 
 
 def _labels(pl_module: LightningModule, n: int) -> torch.Tensor | None:
-    num_classes = getattr(pl_module.backbone, "num_classes", 0)
+    num_classes = pl_module.inputs.num_classes
     if not num_classes:
         return None
     return torch.arange(n, device=pl_module.device) % num_classes

@@ -1,8 +1,9 @@
 """Sampling latents from a trained backbone: the bridge between the network and ``walt.samplers``.
 
-The network never sees guidance: the denoiser built here answers ``uncond=True`` by replacing every
-guided condition (label, text, frame conditioning) with its null, and the sampler combines the two
-answers (classifier-free guidance, Ho & Salimans 2022).
+The network never sees guidance: the denoiser built here answers ``uncond=True`` by replacing the
+label and text with their nulls and ``drop_frames=True`` by dropping the frame condition, and the
+sampler combines the answers (classifier-free guidance, Ho & Salimans 2022). The backbone's
+inputs come from :func:`walt.lightning.backbone_inputs.build_conditions`, as in training.
 """
 
 from __future__ import annotations
@@ -14,10 +15,30 @@ import torch
 from torch import Tensor, nn
 
 from walt.diffusion import GaussianDiffusion
-from walt.diffusion.frame_masks import frame_condition, per_frame
-from walt.lightning.backbone_inputs import Conditions
+from walt.diffusion.frame_masks import keep_known
+from walt.lightning.backbone_inputs import BackboneInputs, ConditionConfig, build_conditions
 from walt.lightning.latents import LatentCodec
 from walt.samplers import ClassifierFreeGuidance, make_sampler, sample
+
+
+def sampling_stream(
+    *,
+    labels: Tensor | None = None,
+    text_emb: Tensor | None = None,
+    text_mask: Tensor | None = None,
+    fps: float | Tensor | None = None,
+) -> dict[str, Any]:
+    """The conditions of a sampling batch as a stream (the keys of a training batch)."""
+    stream: dict[str, Any] = {}
+    if labels is not None:
+        stream["label"] = torch.as_tensor(labels).long()
+    if text_emb is not None:
+        if text_mask is None:
+            text_mask = torch.ones(text_emb.shape[:2], dtype=torch.bool)
+        stream["text_emb"], stream["text_mask"] = text_emb, text_mask
+    if fps is not None:
+        stream["fps"] = torch.as_tensor(fps, dtype=torch.float32)
+    return stream
 
 
 def generate_latents(
@@ -25,13 +46,13 @@ def generate_latents(
     diffusion: GaussianDiffusion,
     codec: LatentCodec,
     *,
-    labels: Tensor | None,
-    text_emb: Tensor | None,
-    text_mask: Tensor | None,
+    stream: Mapping[str, Any],
+    cond_cfg: ConditionConfig,
+    inputs: BackboneInputs,
     num_samples: int | None,
     num_frames: int,
     size: tuple[int, int],
-    cond_pixels: Tensor | None,
+    cond_latents: Tensor | None,
     cond_mask: Tensor | None,
     sampler: str,
     sampler_options: Mapping[str, Any],
@@ -43,55 +64,57 @@ def generate_latents(
     """Sample normalized latents (B, c, t, h, w).
 
     Args:
-        labels: (B,) class indices, or None for unconditional / text models.
-        text_emb, text_mask: (B, L, E) and (B, L) text conditioning.
+        stream: the conditions (``label``, ``text_emb``/``text_mask``, ``fps``), see
+            :func:`sampling_stream`; a label ``-1`` is the null label.
+        cond_cfg, inputs: the module's conditioning config and what its backbone takes.
         num_samples: B when no labels, text or frames fix it.
         num_frames, size: the pixel (T, (H, W)) of the clips to make.
-        cond_pixels: (B, C, T, H, W) known frames (the rest may be anything), for image to video,
-            extension and interpolation.
-        cond_mask: (B, t) latent-frame mask: 1 where ``cond_pixels`` is known.
+        cond_latents: (B, c, t, h, w) normalized latents whose known frames condition the clip
+            (image to video, prediction, extension, interpolation); the rest may be anything.
+        cond_mask: (B, t) latent-frame mask: 1 where ``cond_latents`` is known.
         sampler, sampler_options: the registered sampler's name and its own options.
-        guidance: classifier-free guidance (scale, schedule, rescale); ``None`` for none.
+        guidance: classifier-free guidance (scales, schedule, rescale); ``None`` for none.
     """
     device = next(net.parameters()).device
-    b = _batch_size(labels, text_emb, cond_pixels, num_samples)
+    b = _batch_size(stream.get("label"), stream.get("text_emb"), cond_latents, num_samples)
     t, h, w = codec.latent_shape(num_frames, size)
-    conds = Conditions()
-    if labels is not None:
-        conds.class_labels = labels.to(device).long()
-        conds.drop_class = torch.zeros(b, dtype=torch.bool, device=device)
-    if text_emb is not None:
-        conds.text_emb, conds.text_mask = text_emb.to(device), text_mask.to(device).bool()
-        conds.drop_text = torch.zeros(b, dtype=torch.bool, device=device)
-    if cond_pixels is not None:
-        if cond_mask is None or cond_mask.shape != (b, t):
-            raise ValueError(f"cond_pixels needs a (B, t)=({b}, {t}) latent-frame cond_mask")
-        z_c = codec.encode(cond_pixels.to(device))
-        conds.frame_cond = frame_condition(z_c, cond_mask.to(device))
+    shape = (b, codec.latent_channels, t, h, w)
+    if cond_latents is not None:
+        if cond_mask is None or tuple(cond_mask.shape) != (b, t):
+            raise ValueError(f"cond_latents needs a (B, t)=({b}, {t}) latent-frame cond_mask")
+        if tuple(cond_latents.shape) != shape:
+            raise ValueError(f"cond_latents must be {shape}, got {tuple(cond_latents.shape)}")
+        z_c, cond_mask = cond_latents.to(device), cond_mask.to(device)
+    else:
+        z_c = torch.zeros(shape, device=device)
+    conds = build_conditions(
+        stream, cond_cfg, z0=z_c, training=False, inputs=inputs,
+        frame_mask=cond_mask if cond_latents is not None else None,
+    )
 
     def denoiser(
-        x_t: Tensor, timesteps: Tensor, *, self_cond: Tensor | None, uncond: bool
+        x_t: Tensor, timesteps: Tensor, *, self_cond: Tensor | None, uncond: bool,
+        drop_frames: bool = False,
     ) -> Tensor:
         if timesteps.ndim == 0:
             timesteps = timesteps.to(device).expand(x_t.shape[0])
-        return net(x_t, timesteps.float(), self_cond=self_cond, **conds.model_kwargs(uncond=uncond))
+        kwargs = conds.model_kwargs(uncond=uncond, drop_frames=drop_frames)
+        return net(x_t, timesteps.float(), self_cond=self_cond, **kwargs)
 
     z = sample(
         denoiser,
         make_sampler(
             sampler, diffusion, num_inference_steps=num_inference_steps, **sampler_options
         ),
-        (b, codec.latent_channels, t, h, w),
+        shape,
         guidance=guidance,
         generator=generator,
         device=device,
-        self_condition=bool(getattr(net, "use_self_cond", False)),
+        self_condition=inputs.self_cond,
         progress=progress,
     )
-    if conds.frame_cond is not None:
-        # Known frames are kept exactly; the sampler only fills in the rest.
-        m = per_frame(cond_mask.to(z))  # (B, t) -> (B, 1, t, 1, 1)
-        z = m * z_c + (1 - m) * z
+    if cond_latents is not None:
+        z = keep_known(z, z_c, cond_mask)  # the given frames exactly; the sampler fills the rest
     return z
 
 
@@ -101,4 +124,41 @@ def _batch_size(*candidates: Tensor | int | None) -> int:
             return c.shape[0]
         if isinstance(c, int):
             return c
-    raise ValueError("give labels, text, cond_pixels or num_samples to fix the batch size")
+    raise ValueError("give labels, text, cond_latents or num_samples to fix the batch size")
+
+
+def known_latents(
+    codec: LatentCodec,
+    cond_pixels: Tensor,
+    *,
+    num_frames: int,
+    size: tuple[int, int],
+    cond_mask: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """Encode known pixel frames into a clip-sized latent and its (B, t) known-frame mask.
+
+    ``cond_pixels`` (B, C, T', H, W) with ``T' = 1 + 4(t' - 1)`` frames fill the clip's first
+    ``t'`` latent frames (the causal tokenizer encodes a prefix on its own: one image -> 1 latent
+    frame, 5 frames -> 2); the rest are zeros. A full-length ``cond_pixels`` needs ``cond_mask``,
+    which picks the known frames; a shorter one defaults to its ``t'`` leading frames.
+    """
+    if cond_pixels.ndim != 5:
+        raise ValueError(f"cond_pixels must be (B, C, T, H, W), got {tuple(cond_pixels.shape)}")
+    t, h, w = codec.latent_shape(num_frames, size)
+    if tuple(cond_pixels.shape[3:]) != tuple(size):
+        raise ValueError(f"cond_pixels must be {size[0]}x{size[1]} pixels, got "
+                         f"{tuple(cond_pixels.shape[3:])}")
+    if cond_pixels.shape[2] > num_frames:
+        raise ValueError(f"cond_pixels has {cond_pixels.shape[2]} frames, more than the clip's "
+                         f"num_frames={num_frames}")
+    z = codec.encode(cond_pixels)  # (B, c, t', h, w)
+    b, t_known = z.shape[0], z.shape[2]
+    if t_known == t and cond_mask is None:
+        raise ValueError("cond_pixels covers the whole clip: give cond_mask (B, t) to say which "
+                         "latent frames are known")
+    if cond_mask is None:
+        cond_mask = torch.zeros(b, t, device=z.device)
+        cond_mask[:, :t_known] = 1.0
+    full = z.new_zeros(b, z.shape[1], t, h, w)
+    full[:, :, :t_known] = z
+    return full, cond_mask.to(z.device)

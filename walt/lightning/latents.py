@@ -65,9 +65,11 @@ class LatentCodec(nn.Module):
         return self.vae.normalize(self.vae.encode(pixels.to(self._dtype())))
 
     @torch.no_grad()
-    def decode(self, z: Tensor) -> Tensor:
-        """Normalized latents (B, c, t, h, w) -> pixels (B, C, T, H, W), clamped to [-1, 1]."""
-        return self.vae.decode(self.vae.denormalize(z.to(self._dtype()))).clamp(-1, 1)
+    def decode(self, z: Tensor, *, stream: bool | None = None) -> Tensor:
+        """Normalized latents (B, c, t, h, w) -> pixels (B, C, T, H, W), clamped to [-1, 1];
+        ``stream`` forces the tokenizer's temporal chunking on or off (default: by length)."""
+        z = self.vae.denormalize(z.to(self._dtype()))
+        return self.vae.decode(z, stream=stream).clamp(-1, 1)
 
     def latents(self, stream: Mapping[str, Any]) -> Tensor:
         """Normalized latents of a stream batch: precomputed ``latents`` or encoded ``pixels``."""
@@ -121,8 +123,8 @@ class PixelCodec(nn.Module):
         """Pixels (B, C, T, H, W) in [-1, 1] are the diffusion variable as they are."""
         return pixels
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Samples (B, C, T, H, W) -> pixels clamped to [-1, 1]."""
+    def decode(self, z: Tensor, *, stream: bool | None = None) -> Tensor:
+        """Samples (B, C, T, H, W) -> pixels clamped to [-1, 1] (``stream``: nothing to chunk)."""
         return z.clamp(-1, 1)
 
     def latents(self, stream: Mapping[str, Any]) -> Tensor:

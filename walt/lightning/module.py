@@ -29,7 +29,7 @@ from walt.lightning.backbone_inputs import (
     Conditions,
     build_conditions,
 )
-from walt.lightning.generation import generate_latents
+from walt.lightning.generation import generate_latents, known_latents, sampling_stream
 from walt.lightning.latents import make_codec
 from walt.lightning.sharding import grad_total_norm, is_sharded_state, shard_module
 from walt.samplers import ClassifierFreeGuidance, GuidanceSchedule, SamplerName, make_sampler
@@ -70,6 +70,8 @@ class WALTModule(LightningModule):
             ``"cosine"``), from ``guidance_min_scale`` up to ``guidance_scale``.
         guidance_min_scale: start of a non-constant guidance schedule.
         guidance_rescale: guidance rescale ``phi`` in [0, 1] (Lin et al. 2023, Sec. 3.4).
+        frame_guidance_scale: separate guidance scale over the frame condition ``c_fp``
+            (W.A.L.T's autoregressive guidance; 1 = off).
         sampler_options: the sampler's own options (``eta``, ``variance``,
             ``timestep_spacing``, ``clip_x0``, ...; see ``walt.samplers``).
         max_nonfinite_steps: consecutive steps with a non-finite loss or gradient tolerated (each
@@ -101,6 +103,7 @@ class WALTModule(LightningModule):
         guidance_schedule: GuidanceSchedule = "constant",
         guidance_min_scale: float = 1.0,
         guidance_rescale: float = 0.0,
+        frame_guidance_scale: float = 1.0,
         sampler_options: dict[str, Any] | None = None,
         max_nonfinite_steps: int = 20,
         seed: int = 0,
@@ -112,6 +115,7 @@ class WALTModule(LightningModule):
         self.save_hyperparameters()
         keep_plain_hparams(self.hparams)
         self.backbone = backbone
+        self.inputs = BackboneInputs.of(backbone)  # what the backbone takes, read once
         self.diffusion = diffusion
         self.codec = make_codec(tokenizer, latent_channels=latent_channels)
         _check_backbone_channels(backbone, latent_channels)
@@ -130,6 +134,7 @@ class WALTModule(LightningModule):
             guidance_schedule=guidance_schedule,
             guidance_min_scale=guidance_min_scale,
             guidance_rescale=guidance_rescale,
+            frame_guidance_scale=frame_guidance_scale,
         )
         self.sampler_options = dict(sampler_options or {})
         # Build both once so that a bad option fails here, naming it, not after training.
@@ -182,7 +187,7 @@ class WALTModule(LightningModule):
             self.cond_cfg,
             z0=z0,
             training=training,
-            inputs=BackboneInputs.of(self.backbone),
+            inputs=self.inputs,
             generator=generator,
         )
 
@@ -191,7 +196,7 @@ class WALTModule(LightningModule):
         if (
             self.text_encoder is None
             or stream.get("text_emb") is not None
-            or not BackboneInputs.of(self.backbone).text
+            or not self.inputs.text
         ):
             return stream
         emb, mask = self.text_encoder(stream["caption"])
@@ -213,8 +218,7 @@ class WALTModule(LightningModule):
         noise = torch.randn(z0.shape, generator=gen).to(z0)
         z_t = self.diffusion.q_sample(z0, timesteps, noise)
         self_cond = None
-        use_sc = getattr(net, "use_self_cond", False)
-        if use_sc and torch.rand((), generator=gen) < p_self_cond:
+        if self.inputs.self_cond and torch.rand((), generator=gen) < p_self_cond:
             # First pass without gradients estimates x0; the second pass sees it stop-gradded.
             with torch.no_grad():
                 pred = net(z_t, timesteps.float(), **conds.model_kwargs())
@@ -299,16 +303,14 @@ class WALTModule(LightningModule):
             self.log(f"{split}/loss_{name}", loss, batch_size=b, sync_dist=True)
 
     def predict_step(self, batch: Mapping[str, Mapping[str, Any]], batch_idx: int) -> dict:
-        """Generate one clip per sample, for its label and caption (``train.py predict``)."""
+        """Generate one clip per sample, for its label, caption and fps (``train.py predict``);
+        unlabelled samples (label -1) get the null label."""
         out: dict[str, Any] = {}
         for name, stream in batch.items():
             stream = self._with_text(stream)
-            inputs = BackboneInputs.of(self.backbone)
             b = len(stream["key"])
             pixels = self.generate(
-                labels=stream["label"].clamp_min(0) if inputs.labels else None,
-                text_emb=stream.get("text_emb") if inputs.text else None,
-                text_mask=stream.get("text_mask") if inputs.text else None,
+                stream=stream,
                 num_samples=b,
                 num_frames=1 if name == "image" else self.num_frames,
                 generator=torch.Generator(device=self.device).manual_seed(self.seed + batch_idx),
@@ -324,47 +326,69 @@ class WALTModule(LightningModule):
         labels: Tensor | None = None,
         text_emb: Tensor | None = None,
         text_mask: Tensor | None = None,
+        fps: float | Tensor | None = None,
+        stream: Mapping[str, Any] | None = None,
         num_samples: int | None = None,
         num_frames: int | None = None,
         size: tuple[int, int] | None = None,
         cond_pixels: Tensor | None = None,
+        cond_latents: Tensor | None = None,
         cond_mask: Tensor | None = None,
         sampler: str | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        frame_guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
         use_ema: bool = True,
         progress: bool = False,
+        decode: bool = True,
     ) -> Tensor:
-        """Sample clips and decode them to pixels ``(B, C, T, H, W)`` in [-1, 1].
+        """Sample clips: pixels ``(B, C, T, H, W)`` in [-1, 1] (normalized latents if not
+        ``decode``).
 
-        ``cond_pixels`` with a per-latent-frame ``cond_mask`` (B, t) conditions on known frames
-        (image to video, extension, interpolation) through W.A.L.T's c_fp = concat(m*z, m).
+        Conditions come as ``labels`` (-1 = null label), ``text_emb``/``text_mask`` and ``fps``
+        (required by fps-conditioned models), or as a batch ``stream`` with those keys.
+        Known frames condition the clip through W.A.L.T's c_fp = concat(m*z, m) (image to video,
+        prediction, extension, interpolation): ``cond_pixels`` (B, C, T', H, W) are encoded and,
+        when shorter than the clip, fill its leading latent frames (one image = 1 latent frame);
+        or ``cond_latents`` (B, c, t, h, w) are given directly. ``cond_mask`` (B, t) marks the
+        known latent frames (default: those ``cond_pixels`` covers, when shorter than the clip).
         """
         net = self.ema.module if use_ema else self.backbone
+        num_frames, size = num_frames or self.num_frames, size or self.size
+        if stream is None:
+            stream = sampling_stream(labels=labels, text_emb=text_emb, text_mask=text_mask, fps=fps)
+        if cond_pixels is not None:
+            cond_latents, cond_mask = known_latents(
+                self.codec, cond_pixels.to(self.device), num_frames=num_frames, size=size,
+                cond_mask=cond_mask,
+            )
+        guidance = {**self.guidance_options}
+        if frame_guidance_scale is not None:
+            guidance["frame_guidance_scale"] = frame_guidance_scale
         z = generate_latents(
             net,
             self.diffusion,
             self.codec,
-            labels=labels,
-            text_emb=text_emb,
-            text_mask=text_mask,
+            stream=stream,
+            cond_cfg=self.cond_cfg,
+            inputs=self.inputs,
             num_samples=num_samples,
-            num_frames=num_frames or self.num_frames,
-            size=size or self.size,
-            cond_pixels=cond_pixels,
+            num_frames=num_frames,
+            size=size,
+            cond_latents=cond_latents,
             cond_mask=cond_mask,
             sampler=sampler or self.sampler_name,
             sampler_options=self.sampler_options,
             num_inference_steps=num_inference_steps or self.num_inference_steps,
             guidance=ClassifierFreeGuidance(
                 guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
-                **self.guidance_options,
+                **guidance,
             ),
             generator=generator,
             progress=progress,
         )
-        return self.codec.decode(z)
+        return self.codec.decode(z) if decode else z
 
     # ------------------------------------------------------------------ plumbing
     def configure_model(self) -> None:

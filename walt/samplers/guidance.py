@@ -39,6 +39,10 @@ class ClassifierFreeGuidance:
         guidance_reverse: run non-constant schedules from ``guidance_scale`` down to
             ``guidance_min_scale``.
         guidance_rescale: guidance-rescale factor ``phi`` in ``[0, 1]`` (0 = off).
+        frame_guidance_scale: ``s_fp``, guidance over the frame condition ``c_fp`` (W.A.L.T's
+            autoregressive guidance, App. A), separate from the label/text scale (1 = off).
+            With it the output is ``e(0, 0) + s_fp (e(c_fp, 0) - e(0, 0)) + w (e(c_fp, y) -
+            e(c_fp, 0))`` (the two-condition guidance of Brooks et al. 2023, InstructPix2Pix).
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class ClassifierFreeGuidance:
         guidance_min_scale: float = 1.0,
         guidance_reverse: bool = False,
         guidance_rescale: float = 0.0,
+        frame_guidance_scale: float = 1.0,
     ) -> None:
         if guidance_schedule not in GUIDANCE_SCHEDULES:
             raise ValueError(
@@ -61,13 +66,15 @@ class ClassifierFreeGuidance:
         self.guidance_min_scale = guidance_min_scale
         self.guidance_reverse = guidance_reverse
         self.guidance_rescale = guidance_rescale
+        self.frame_guidance_scale = frame_guidance_scale
 
     def __repr__(self) -> str:
         return (
             f"ClassifierFreeGuidance(guidance_scale={self.guidance_scale}, "
             f"guidance_schedule={self.guidance_schedule!r}, "
             f"guidance_min_scale={self.guidance_min_scale}, "
-            f"guidance_reverse={self.guidance_reverse}, guidance_rescale={self.guidance_rescale})"
+            f"guidance_reverse={self.guidance_reverse}, guidance_rescale={self.guidance_rescale}, "
+            f"frame_guidance_scale={self.frame_guidance_scale})"
         )
 
     def scale_at(self, progress: float) -> float:

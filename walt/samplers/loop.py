@@ -18,12 +18,14 @@ class Denoiser(Protocol):
 
     ``x_t`` is ``(B, ...)``, ``timesteps`` an integer ``(B,)`` tensor; ``self_cond`` is the previous x0
     estimate (zeros on the first step) when self-conditioning is on, else ``None``; ``uncond=True``
-    asks for the output with every guided condition replaced by its null. Returns the raw model
-    output (v, eps or x0, as the sampler's ``prediction``) shaped like ``x_t``.
+    asks for the output with the label and text replaced by their nulls; ``drop_frames=True``
+    (passed only when frame guidance is on) also drops the frame condition ``c_fp``. Returns the
+    raw model output (v, eps or x0, as the sampler's ``prediction``) shaped like ``x_t``.
     """
 
     def __call__(
-        self, x_t: Tensor, timesteps: Tensor, *, self_cond: Tensor | None, uncond: bool
+        self, x_t: Tensor, timesteps: Tensor, *, self_cond: Tensor | None, uncond: bool,
+        drop_frames: bool = False,
     ) -> Tensor: ...
 
 
@@ -45,10 +47,19 @@ def guided_output(
     unconditional with ``uncond=True``) and combines with ``guidance.combine``.
     """
     cond = denoiser(x_t, timesteps, self_cond=self_cond, uncond=False)
-    if guidance is None or not guidance.needs_uncond(progress):
+    if guidance is None:
+        return cond
+    frames_guided = guidance.frame_guidance_scale != 1.0
+    if not guidance.needs_uncond(progress) and not frames_guided:
         return cond
     uncond = denoiser(x_t, timesteps, self_cond=self_cond, uncond=True)
-    return guidance.combine(cond, uncond, progress)
+    out = guidance.combine(cond, uncond, progress)
+    if frames_guided:
+        # InstructPix2Pix-style: add s_fp (e(c_fp, 0) - e(0, 0)) - (e(c_fp, 0) - e(0, 0)), i.e.
+        # the c_fp term with scale s_fp instead of 1 (W.A.L.T App. A guidance over c_fp).
+        null = denoiser(x_t, timesteps, self_cond=self_cond, uncond=True, drop_frames=True)
+        out = out + (guidance.frame_guidance_scale - 1.0) * (uncond - null)
+    return out
 
 
 @torch.no_grad()

@@ -1,0 +1,9 @@
+"""Generation pipelines over a trained ``WALTModule``: one Python API for every conditioning mode
+(class, unconditional, text, image to video, video prediction, keyframe interpolation and long
+videos by autoregressive extension); ``python -m walt.generate`` is a thin command line over it.
+See ``docs/generation.md``."""
+
+from walt.pipelines.pipeline import VideoPipeline
+from walt.pipelines.settings import MODES, GenerationSettings
+
+__all__ = ["MODES", "GenerationSettings", "VideoPipeline"]

@@ -1,0 +1,51 @@
+"""Conditioning media and prompts for generation: images, videos and text embeddings from local
+files, as pixels ``(1, C, T, H, W)`` in [-1, 1] and ``(N, L, E)`` embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from data.decode import decode_clip, decode_image
+from data.transforms import frames_to_pixels
+
+
+def load_image(path: str | Path, *, size: tuple[int, int]) -> Tensor:
+    """One image as a 1-frame clip ``(1, C, 1, H, W)`` (cover-resized, centre-cropped)."""
+    rgb = decode_image(Path(path).read_bytes())  # (H0, W0, 3) uint8
+    return frames_to_pixels(rgb[None], size=size, crop="center")[None]  # (1, 3, 1, H, W)
+
+
+def load_video(path: str | Path, *, num_frames: int, size: tuple[int, int]) -> Tensor:
+    """The first ``num_frames`` frames of a video ``(1, C, T, H, W)``; too short a video raises."""
+    clip = decode_clip(Path(path).read_bytes(), num_frames=num_frames, clip_start="start",
+                       short_clip="skip")
+    return frames_to_pixels(clip.frames, size=size, crop="center")[None]  # (1, 3, T, H, W)
+
+
+def load_text_embeddings(path: str | Path) -> tuple[Tensor, Tensor]:
+    """Prompt embeddings ``(N, L, E)`` and mask ``(N, L)`` from ``.safetensors`` (``text_emb``,
+    ``text_mask``, as ``walt.precompute.embed_prompts`` writes) or ``.npy`` (embeddings only:
+    every token is kept)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path))
+        if "text_emb" not in tensors:
+            raise KeyError(f"{path} holds no 'text_emb' tensor")
+        emb = tensors["text_emb"].float()
+        mask = tensors.get("text_mask", torch.ones(emb.shape[:2])).bool()
+    elif path.suffix == ".npy":
+        emb = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+        mask = torch.ones(emb.shape[:2], dtype=torch.bool)
+    else:
+        raise ValueError(f"text_embeddings must be .safetensors or .npy, got {path.name}")
+    if emb.ndim == 2:  # one prompt (L, E)
+        emb, mask = emb[None], mask.reshape(1, -1)
+    if emb.ndim != 3:
+        raise ValueError(f"text embeddings must be (N, L, E), got {tuple(emb.shape)}")
+    return emb, mask

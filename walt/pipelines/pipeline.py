@@ -1,0 +1,172 @@
+"""``VideoPipeline``: every generation mode over one ``WALTModule``, from a ``GenerationSettings``.
+
+Modes (``GenerationSettings.mode``), all built on W.A.L.T's frame condition
+``c_fp = concat(m * z, m)``:
+
+- ``sample``: class-conditional, unconditional or text-to-video clips;
+- ``image``: one image encoded to 1 latent frame conditions the clip (image to video);
+- ``predict``: the first 5 frames of a video, encoded to 2 latent frames (video prediction);
+- ``interpolate``: the listed latent keyframes of a video are kept and the frames between are
+  filled in (Make-A-Video's masked frame interpolation, in latent space);
+- ``extend``: long videos by autoregressive extension (``walt.pipelines.extend``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from common.atomic import atomic_path
+from walt.diffusion.frame_masks import keyframe_indices
+from walt.lightning.generation import sampling_stream
+from walt.pipelines.extend import OVERLAP_FRAMES, extend, extended_length
+from walt.pipelines.inputs import load_image, load_text_embeddings, load_video
+from walt.pipelines.outputs import ClipSink
+from walt.pipelines.settings import GenerationSettings
+
+# Module arguments that GenerationSettings may override (the checkpoint's values otherwise).
+MODULE_OPTIONS = (
+    "num_inference_steps", "sampler", "sampler_options", "guidance_scale", "guidance_schedule",
+    "guidance_min_scale", "guidance_rescale", "frame_guidance_scale",
+)
+# Pixel frames of video prediction: 2 latent frames (W.A.L.T sec. 4), as extension re-encodes.
+PREDICT_FRAMES = OVERLAP_FRAMES
+
+
+class VideoPipeline:
+    """Generation over a loaded module.
+
+    Args:
+        module: a ``WALTModule`` in eval mode, with the run's sampling options.
+        checkpoint: where it was loaded from (recorded in the settings).
+    """
+
+    def __init__(self, *, module, checkpoint: str) -> None:
+        self.module, self.checkpoint = module, checkpoint
+
+    @classmethod
+    def from_settings(cls, settings: GenerationSettings, *, device: str = "cpu") -> VideoPipeline:
+        """Load the checkpoint with the settings' sampling options (through ``common.registry``;
+        the file never chooses code)."""
+        from walt.lightning.loading import load_walt_checkpoint
+
+        overrides = {k: getattr(settings, k) for k in MODULE_OPTIONS}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        module = load_walt_checkpoint(settings.checkpoint, map_location=device, **overrides)
+        return cls(module=module.eval(), checkpoint=settings.checkpoint)
+
+    def resolve(self, settings: GenerationSettings) -> GenerationSettings:
+        """The settings with every default made explicit (the module's sampling options, clip
+        size and labels), so the saved JSON alone regenerates the run."""
+        m = self.module
+        known = {k: getattr(settings, k) for k in MODULE_OPTIONS}
+        module_values = dict(
+            num_inference_steps=m.num_inference_steps, sampler=m.sampler_name,
+            sampler_options=m.sampler_options, guidance_scale=m.guidance_scale,
+            **m.guidance_options,
+        )
+        filled = {k: v if v is not None else module_values[k] for k, v in known.items()}
+        return replace(
+            settings, **filled,
+            num_frames=settings.num_frames or m.num_frames,
+            size=list(settings.size or m.size),
+        )
+
+    def __call__(
+        self, settings: GenerationSettings, out: str | Path, *, png_frames: bool = False,
+        progress: bool = True,
+    ) -> Path:
+        """Generate the run into ``out``: clips, contact sheet, ``settings.json`` (and
+        ``samples.pt``, the pixels, for modes other than ``extend``)."""
+        s = self.resolve(settings)
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        size = (s.size[0], s.size[1])
+        streams, captions, n = self._condition_streams(s)
+        start, mask = self._frames(s, size)
+        total = extended_length(s.num_frames, s.num_chunks) if s.mode == "extend" else s.num_frames
+        generator = torch.Generator(device=self.module.device).manual_seed(s.seed)
+        batches = range(0, n, s.batch_size)
+        units = len(batches) * (s.num_chunks if s.mode == "extend" else 1)
+        bar = tqdm(total=units, desc=f"{s.mode} (batches x chunks)", disable=not progress)
+        sampling = dict(progress=progress)
+        kept: list[Tensor] = []
+        with ClipSink(out, num_clips=n, total_frames=total, size=size, fps=s.fps,
+                      png_frames=png_frames, captions=captions) as sink:
+            for first in batches:
+                b = min(s.batch_size, n - first)
+                stream = {k: v[first:first + b] for k, v in streams.items()}
+                stream["fps"] = torch.full((b,), s.fps)
+                cond = None if start is None else start.expand(b, -1, -1, -1, -1)
+                if s.mode == "extend":
+                    extend(self.module, stream=stream, num_samples=b, num_chunks=s.num_chunks,
+                           num_frames=s.num_frames, size=size, start=cond,
+                           emit=lambda px, first=first: sink.push(px, first=first),
+                           generator=generator, on_chunk=lambda: bar.update(1), **sampling)
+                    continue
+                pixels = self.module.generate(
+                    stream=stream, num_samples=b, num_frames=s.num_frames, size=size,
+                    cond_pixels=cond, cond_mask=None if mask is None else mask.expand(b, -1),
+                    generator=generator, **sampling,
+                ).float()  # (B, C, T, H, W)
+                sink.push(pixels, first=first)
+                kept.append(pixels.cpu())
+                bar.update(1)
+            sink.close()
+        bar.close()
+        if kept:
+            with atomic_path(out / "samples.pt") as tmp:
+                torch.save({"pixels": torch.cat(kept), "labels": s.labels}, tmp)
+        s.save(out / "settings.json")
+        return out
+
+    def _condition_streams(
+        self, s: GenerationSettings
+    ) -> tuple[dict[str, Tensor], list[str] | None, int]:
+        """Per-clip labels / text as stream tensors, contact-sheet captions, and the clip count."""
+        inputs = self.module.inputs
+        if inputs.text:
+            emb, mask = self._text(s)
+            return {"text_emb": emb, "text_mask": mask}, s.prompts, emb.shape[0]
+        if inputs.labels:
+            if not s.labels:
+                raise ValueError("a class-conditional model needs labels")
+            bad = [v for v in s.labels if not -1 <= v < inputs.num_classes]
+            if bad:
+                raise ValueError(f"labels {bad} are outside [0, {inputs.num_classes}) (-1 = null)")
+            labels = sampling_stream(labels=torch.tensor(s.labels))["label"]
+            return {"label": labels}, [f"class {v}" for v in s.labels], len(s.labels)
+        return {}, None, s.num_samples
+
+    def _text(self, s: GenerationSettings) -> tuple[Tensor, Tensor]:
+        if s.text_embeddings:
+            return load_text_embeddings(s.text_embeddings)
+        if s.prompts and s.text_encoder:
+            from walt.text_encoder import TextEncoder
+
+            return TextEncoder(s.text_encoder, max_length=self.module.hparams.get(
+                "text_max_length", 77))(s.prompts)
+        raise ValueError("a text model needs text_embeddings, or prompts and a text_encoder")
+
+    def _frames(self, s: GenerationSettings, size: tuple[int, int]) -> tuple[Tensor | None, Any]:
+        """Known pixel frames ``(1, C, T0, H, W)`` and, for interpolation, the ``(1, t)`` mask."""
+        if s.mode == "image" or (s.mode == "extend" and s.image):
+            return load_image(s.image, size=size), None
+        if s.mode == "predict" or (s.mode == "extend" and s.video):
+            return load_video(s.video, num_frames=PREDICT_FRAMES, size=size), None
+        if s.mode == "interpolate":
+            t, _, _ = self.module.codec.latent_shape(s.num_frames, size)
+            keys = s.keyframes or keyframe_indices(t, s.keyframe_every)
+            mask = torch.zeros(1, t)
+            for k in keys:
+                if not -t <= k < t:
+                    raise ValueError(f"keyframe {k} is out of range for {t} latent frames")
+                mask[0, k] = 1.0
+            return load_video(s.video, num_frames=s.num_frames, size=size), mask
+        return None, None
+
