@@ -32,6 +32,15 @@ def sinusoidal_embedding(x: Tensor, dim: int, *, max_period: float = 10_000.0) -
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+# Initial std of the learned class and position tables. ViT's usual 0.02 leaves both invisible
+# next to the timestep embedding and the noise tokens: at high noise a LayerNormed token is
+# ~98% noise, so it cannot tell where (or when) it is, and AdaLN's per-channel modulation can
+# then set what is drawn (colour) but not where it goes (shape, motion direction). DiT
+# (Peebles & Xie 2023) uses fixed unit-scale sin-cos positions for the same reason.
+CLASS_INIT_STD = 1.0
+POS_INIT_STD = 0.5
+
+
 def _mlp(in_dim: int, dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
@@ -89,7 +98,7 @@ class ClassEmbedder(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.table = nn.Embedding(num_classes + 1, hidden_size)
-        nn.init.normal_(self.table.weight, std=0.02)
+        nn.init.normal_(self.table.weight, std=CLASS_INIT_STD)
 
     def forward(self, labels: Tensor | None, drop: Tensor | None, batch: int) -> Tensor:
         """Args:
@@ -195,8 +204,8 @@ class PosEmbed3D(nn.Module):
         t, h, w = grid
         self.spatial = nn.Parameter(torch.zeros(h, w, hidden_size))
         self.temporal = nn.Parameter(torch.zeros(t, hidden_size))
-        nn.init.trunc_normal_(self.spatial, std=0.02)
-        nn.init.trunc_normal_(self.temporal, std=0.02)
+        nn.init.trunc_normal_(self.spatial, std=POS_INIT_STD, a=-2 * POS_INIT_STD, b=2 * POS_INIT_STD)
+        nn.init.trunc_normal_(self.temporal, std=POS_INIT_STD, a=-2 * POS_INIT_STD, b=2 * POS_INIT_STD)
 
     @property
     def grid(self) -> Size3:

@@ -6,5 +6,13 @@ from walt.lightning.backbone_inputs import ConditionConfig
 from walt.lightning.callbacks import SampleLogger
 from walt.lightning.inflation import InflateFrom2D
 from walt.lightning.module import WALTModule
+from walt.lightning.quality import GenerationQuality
 
-__all__ = ["ConditionConfig", "InflateFrom2D", "SampleLogger", "WALTModule", "WarmupCosineLR"]
+__all__ = [
+    "ConditionConfig",
+    "GenerationQuality",
+    "InflateFrom2D",
+    "SampleLogger",
+    "WALTModule",
+    "WarmupCosineLR",
+]
