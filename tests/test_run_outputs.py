@@ -36,6 +36,8 @@ def _every_2_steps(config: Path, out: Path, **sample_logger) -> Path:
             cb["init_args"]["every_n_train_steps"] = 2
         if cb["class_path"].endswith("SampleLogger"):
             cb["init_args"].update(sample_logger)
+        if cb["class_path"].endswith("GenerationQuality"):
+            cb["init_args"]["every_n_steps"] = 0  # scores the quickstart's classes, not these
     out.write_text(yaml.safe_dump(cfg))
     return out
 
