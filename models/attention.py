@@ -18,6 +18,7 @@ ever produces NaN.
 
 from __future__ import annotations
 
+import abc
 import importlib.util
 import os
 from typing import Literal
@@ -142,7 +143,7 @@ def _flatten_bias(bias: Tensor, lead: torch.Size) -> Tensor:
     return full.reshape(-1, *bias.shape[-3:])
 
 
-class _MultiHead(nn.Module):
+class _MultiHead(nn.Module, abc.ABC):
     """What both attention layers share: the constructor, head split, optional QK-norm, kernel
     choice, output projection. Subclasses add their input projections in :meth:`_projections`."""
 
@@ -172,8 +173,9 @@ class _MultiHead(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self._projections(dim)
 
+    @abc.abstractmethod
     def _projections(self, dim: int) -> None:
-        raise NotImplementedError
+        """Build the q/k/v projections: fused for self-attention, split for cross-attention."""
 
 
 class SelfAttention(_MultiHead):
