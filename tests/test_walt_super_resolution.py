@@ -166,16 +166,16 @@ def test_sr_resume_and_ema_continue_the_same_run(tok, tmp_path):
     batch = {"video": sr_stream()}
     torch.manual_seed(0)
     straight = tiny_sr_module(tok)
-    _trainer(tmp_path / "a", 4).fit(straight, repeat_loader(batch, 4))
+    _trainer(tmp_path / "a", 2).fit(straight, repeat_loader(batch, 2))
     torch.manual_seed(0)
     first = tiny_sr_module(tok)
-    trainer = _trainer(tmp_path / "b", 2)
-    trainer.fit(first, repeat_loader(batch, 4))
+    trainer = _trainer(tmp_path / "b", 1)
+    trainer.fit(first, repeat_loader(batch, 2))
     ckpt = tmp_path / "half.ckpt"
     trainer.save_checkpoint(ckpt)
     torch.manual_seed(999)
     resumed = tiny_sr_module(tok)
-    _trainer(tmp_path / "c", 4).fit(resumed, repeat_loader(batch, 4), ckpt_path=ckpt)
+    _trainer(tmp_path / "c", 2).fit(resumed, repeat_loader(batch, 2), ckpt_path=ckpt)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=f"{name} differs after resume")
     saved = torch.load(ckpt, weights_only=True)["state_dict"]
