@@ -254,3 +254,9 @@ def test_clip_stream_is_not_an_sr_batch(tok):
     with pytest.raises(KeyError, match="lowres_latents"):
         module._with_lowres(stream, torch.zeros(2, 8, 3, 4, 4), training=True,
                             generator=torch.Generator())
+
+
+def test_predict_upsamples_the_batch_clips(tok):
+    module = tiny_sr_module(tok, num_inference_steps=1)
+    out = module.predict_step({"video": sr_stream()}, 0)
+    assert out["video"]["pixels"].shape == (2, 3, FRAMES, SR_SIZE, SR_SIZE)
