@@ -72,8 +72,9 @@ def test_noise_level_reaches_adaln_and_changes_the_output(tok):
     net.shared_adaln.register_forward_hook(lambda m, args, out: adaln.append(args[0].clone()))
     z_lr = _lowres(module)
     outs = [_sample(module, z_lr, noise_level=v, use_ema=False) for v in (0.1, 0.3)]
-    assert torch.equal(levels[0], torch.full((2, 1), 0.1)) and torch.equal(
-        levels[-1], torch.full((2, 1), 0.3))
+    # on the timesteps' scale: 0.1 of 1000 steps is step 100
+    torch.testing.assert_close(levels[0], torch.full((2, 1), 100.0))
+    torch.testing.assert_close(levels[-1], torch.full((2, 1), 300.0))
     assert not torch.allclose(outs[0], outs[1])
     # Only the level differs: the AdaLN vector and the prediction change.
     x, ts = torch.randn(2, 8, 3, 4, 4), torch.tensor([100.0, 500.0])
@@ -201,6 +202,8 @@ def test_sr_errors_name_the_argument(tok):
     base = tiny_module(tok)
     with pytest.raises(ValueError, match="not a super-resolution stage"):
         base.generate(labels=LABELS, lowres_latents=z_lr, num_inference_steps=1)
+    with pytest.raises(ValueError, match="not a super-resolution stage"):
+        base.generate(labels=LABELS, noise_level=0.1, num_inference_steps=1)
     assert not base.is_super_resolution and base.default_noise_level == 0.0
     with pytest.raises(ValueError, match="lowres_channels=8"):
         tiny_module(tok, super_resolution=SuperResolutionConfig())

@@ -35,6 +35,10 @@ from walt.diffusion.frame_masks import (
     sample_interpolation_mask,
 )
 
+# ScalarConditionEmbedder's sinusoidal features want a 0..1000 scale, like the timesteps
+# (models/embeddings.py): a noise level, a fraction of num_train_timesteps, goes in x1000.
+SCALAR_SCALES: dict[str, float] = {"noise_level": 1000.0}
+
 
 @dataclass
 class ConditionConfig:
@@ -240,5 +244,6 @@ def _scalar_conditions(
             raise KeyError(f"the backbone is conditioned on {name!r} but the batch has none "
                            f"(give {name} when sampling)")
         value = torch.as_tensor(stream[name]).to(device=like.device, dtype=like.dtype)
+        value = value * SCALAR_SCALES.get(name, 1.0)
         columns.append(value.reshape(-1).expand(b) if value.numel() == 1 else value.reshape(b))
     return torch.stack(columns, dim=1)  # (B, n)

@@ -407,7 +407,7 @@ class WALTModule(LightningModule):
         num_frames, size = num_frames or self.num_frames, size or self.size
         if stream is None:
             stream = sampling_stream(labels=labels, text_emb=text_emb, text_mask=text_mask, fps=fps)
-        if lowres_latents is not None or self.is_super_resolution:
+        if lowres_latents is not None or noise_level is not None or self.is_super_resolution:
             stream = sampling_lowres(
                 stream, lowres_latents, sr=self.super_resolution, noise_level=noise_level,
                 codec=self.codec, diffusion=self.diffusion, num_frames=num_frames, size=size,

@@ -8,7 +8,7 @@ normalization), which the backbone upsamples 2x and concatenates on channels
 **Noise-conditioning augmentation** (Ho et al. 2022, "Cascaded Diffusion Models", Sec. 4.2;
 Imagen Video): the low-res latent is noised with the diffusion's own forward process to a level
 ``t_sr ~ U(0, t_max)`` in training, and the level ``t_sr / num_train_timesteps`` is one more AdaLN
-scalar condition (``noise_level``, after ``fps``). At sampling the level is fixed, so the stage
+scalar condition (``noise_level``, after ``fps``; x1000 in AdaLN, the timesteps' scale). At sampling the level is fixed, so the stage
 does not trust the base stage's artefacts more than it learned to. The paper gives no ``t_max``;
 on our zero-terminal-SNR linear schedule (1000 steps) the SNR ``abar / (1 - abar)`` is 32 at
 timestep 50, 3.6 at 150, 1.9 at 200, 1.08 at 250 and 0.64 at 300. We train on ``t_max = 0.25``
@@ -194,8 +194,8 @@ def sampling_lowres(
     """The sampling stream plus the checked ``lowres_latents`` noised to ``noise_level``
     (``None``: the stage's default), for clips of ``num_frames`` x ``size`` high-res pixels."""
     if sr is None:
-        raise ValueError("lowres_latents given but this module is not a super-resolution "
-                         "stage (super_resolution=None)")
+        raise ValueError("lowres_latents / noise_level given but this module is not a "
+                         "super-resolution stage (super_resolution=None)")
     if lowres_latents is None:
         raise ValueError("a super-resolution module needs lowres_latents (B, c, t, h/2, w/2)")
     level = sr.noise_level if noise_level is None else float(noise_level)
