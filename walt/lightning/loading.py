@@ -130,6 +130,7 @@ def load_walt_checkpoint(
     """
     from walt.lightning.backbone_inputs import ConditionConfig
     from walt.lightning.module import WALTModule
+    from walt.lightning.super_resolution import SuperResolutionConfig
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -142,6 +143,8 @@ def load_walt_checkpoint(
             hparams[key] = build(kind, hparams[key])
     if isinstance(hparams.get("conditioning"), Mapping):
         hparams["conditioning"] = ConditionConfig(**hparams["conditioning"])
+    if isinstance(hparams.get("super_resolution"), Mapping):
+        hparams["super_resolution"] = SuperResolutionConfig(**hparams["super_resolution"])
     params = inspect.signature(WALTModule.__init__).parameters
     unknown = sorted(set(hparams) - set(params))
     if unknown:
