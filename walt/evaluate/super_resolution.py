@@ -3,7 +3,7 @@
 For every reference clip at the SR stage's resolution (``H x W``):
 
 1. the low-resolution clip is the reference downsampled 2x per side with antialiasing, as the
-   stage's training pairs are made (``walt.lightning`` SR data);
+   stage's training pairs are made (``walt.lightning.super_resolution.downsample_pixels``);
 2. it is encoded with the stage's tokenizer: the low-resolution latent the stage conditions on;
 3. **bicubic**: that latent decoded (the "decoded base clip" a cascade's first stage would hand
    on) and upsampled 2x bicubically;
@@ -31,18 +31,8 @@ from data.transforms import frames_to_pixels
 from tokenizer.metrics import psnr, ssim
 from walt.evaluate.inputs import iter_media, read_clip
 from walt.lightning.generation import sampling_stream
+from walt.lightning.super_resolution import downsample_pixels
 from walt.media import contact_sheet
-
-
-def downsample2x(pixels: torch.Tensor) -> torch.Tensor:
-    """``(B, C, T, H, W)`` -> ``(B, C, T, H/2, W/2)``, antialiased (the SR training pairs')."""
-    b, _, t, h, w = pixels.shape
-    if h % 2 or w % 2:
-        raise ValueError(f"the clip's height and width must be even, got {h}x{w}")
-    frames = rearrange(pixels, "b c t h w -> (b t) c h w")
-    small = F.interpolate(frames, size=(h // 2, w // 2), mode="bilinear", antialias=True,
-                          align_corners=False)
-    return rearrange(small, "(b t) c h w -> b c t h w", b=b)
 
 
 def upsample2x(pixels: torch.Tensor) -> torch.Tensor:
@@ -111,7 +101,8 @@ def evaluate_super_resolution(
     for first in tqdm(range(0, len(gt), batch_size), desc="super-resolution", disable=not progress):
         truth = gt[first:first + batch_size].to(module.device)  # (B, 3, T, H, W)
         b = truth.shape[0]
-        z_lr = module.codec.encode(downsample2x(truth))  # (B, c, t, h/2f, w/2f)
+        small = downsample_pixels(truth, mode=module.super_resolution.downsample)
+        z_lr = module.codec.encode(small)  # (B, c, t, h/2f, w/2f)
         base = module.codec.decode(z_lr).float()  # (B, 3, T, H/2, W/2)
         bicubic = upsample2x(base)
         stream = sampling_stream(labels=_batch_labels(module, labels, first, b))
