@@ -5,6 +5,7 @@
     python -m walt.evaluate is GENERATED --inception inception-2015-12-05.pt
     python -m walt.evaluate psnr GENERATED REFERENCE --task prediction --context-frames 5
     python -m walt.evaluate drift VIDEO_OR_FOLDER --chunk-frames N [--seam-overlap K]
+    python -m walt.evaluate sr SR_CHECKPOINT REFERENCE [--noise-level X] [--sheet OUT.png]
 
 GENERATED and REFERENCE are folders of videos / images or webdataset shards (path or brace
 pattern). Metrics over sets are reported as mean ± std over ``--num-draws`` random subsets of
@@ -116,6 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="context frames of each extension (K); the first chunk has K + N",
     )
+    upscale = sub.add_parser(
+        "sr", help="a super-resolution stage against bicubic upsampling, on ground-truth clips"
+    )
+    upscale.add_argument("checkpoint", help="the SR stage's checkpoint (.ckpt)")
+    upscale.add_argument("reference", help="ground-truth videos at the stage's resolution")
+    upscale.add_argument("--num-clips", type=_positive, default=32)
+    upscale.add_argument("--batch-size", type=_positive, default=8)
+    upscale.add_argument(
+        "--noise-level", type=float, default=None,
+        help="noise-conditioning level in [0, 1] (default: the stage's default_noise_level)",
+    )
+    upscale.add_argument("--num-inference-steps", type=_positive, default=None)
+    upscale.add_argument("--sheet", default=None, help="contact sheet PNG: low-res|bicubic|SR|GT")
+    upscale.add_argument("--seed", type=int, default=0)
+    upscale.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     for p in sub.choices.values():
         p.add_argument("--json", default=None, help="write the results as JSON here")
     return parser
@@ -260,7 +276,32 @@ def run_drift(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
     return result, table
 
 
-COMMANDS = {"fvd": run_fvd, "fid": run_fid, "is": run_is, "psnr": run_psnr, "drift": run_drift}
+def run_sr(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
+    from walt.evaluate.super_resolution import evaluate_super_resolution, mean_gain
+    from walt.lightning.loading import load_walt_checkpoint
+
+    overrides = {"sampler": "ddim", "sampler_options": {"eta": 0.0}}
+    if args.num_inference_steps is not None:
+        overrides["num_inference_steps"] = args.num_inference_steps
+    module = load_walt_checkpoint(args.checkpoint, map_location=args.device, **overrides).eval()
+    result = evaluate_super_resolution(
+        module, args.reference, num_clips=args.num_clips, batch_size=args.batch_size,
+        noise_level=args.noise_level, seed=args.seed, sheet=args.sheet,
+    )
+    return result, [
+        *((name, f"{result[key]['mean']:.4f} ± {result[key]['std']:.4f} over clips")
+          for name, key in (("SR PSNR (dB)", "sr_psnr"), ("bicubic PSNR (dB)", "bicubic_psnr"),
+                            ("SR SSIM", "sr_ssim"), ("bicubic SSIM", "bicubic_ssim"))),
+        ("SR - bicubic (dB)", f"{mean_gain(result):+.2f}"),
+        ("clips", str(result["num_clips"])),
+        ("noise level", f"{result['noise_level']:.3f}"),
+    ]
+
+
+COMMANDS = {
+    "fvd": run_fvd, "fid": run_fid, "is": run_is, "psnr": run_psnr, "drift": run_drift,
+    "sr": run_sr,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
