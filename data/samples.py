@@ -2,7 +2,8 @@
 
 Field names are the shard format documented in docs/data.md: media under its extension,
 ``cls`` / ``txt`` / ``json`` sidecars, and precomputed ``latents.*``, ``text_emb.*``,
-``text_mask.*`` arrays (``.npy`` or ``.safetensors``).
+``text_mask.*`` and (super-resolution pairs) ``lowres_latents.*`` arrays (``.npy`` or
+``.safetensors``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from data.decode import (
 from data.transforms import frames_to_pixels
 
 Kind = Literal["video", "image"]
-ARRAY_FIELDS: tuple[str, ...] = ("latents", "text_emb", "text_mask")
+ARRAY_FIELDS: tuple[str, ...] = ("latents", "text_emb", "text_mask", "lowres_latents")
 
 
 @dataclass(frozen=True)

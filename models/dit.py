@@ -1,8 +1,8 @@
 """``WindowedDiT``: W.A.L.T's denoiser over patchified latents (Gupta et al. 2023, Sec. 4).
 
 Latents ``(B, c, t, h, w)`` are concatenated on channels with the self-conditioning estimate
-(``c`` channels) and the frame-prediction condition ``concat(m * z, m)`` (``c + 1`` channels),
-patchified with ``1 x p x p`` patches, given learned spatial + temporal positions, and passed
+(``c`` channels) and the frame-prediction condition ``concat(m * z, m)`` (``c + 1`` channels) and, in a super-resolution stage, the low-resolution latent upsampled 2x
+(``models.lowres``), patchified with ``1 x p x p`` patches, given learned spatial + temporal positions, and passed
 through alternating spatial (S) and spatiotemporal (ST) window blocks, starting with S. A final
 AdaLN + zero-initialised linear head predicts ``p * p * c_out`` values per token, unpatchified
 back to the latent shape.
@@ -29,6 +29,7 @@ from models.embeddings import (
     TextConditioner,
     TimestepEmbedder,
 )
+from models.lowres import LowresUpsample, LowresUpsampler
 from models.registry import preset_config
 from models.windows import Size3
 
@@ -75,6 +76,8 @@ class WindowedDiT(nn.Module):
         num_extra_cond: int = 0,
         use_self_cond: bool = True,
         use_frame_cond: bool = True,
+        lowres_channels: int = 0,
+        lowres_upsample: LowresUpsample = "learned",
         adaln: AdaLNKind = "lora",
         adaln_lora_rank: int = 2,
         spatial_window: tuple[int, int] | None = None,
@@ -101,6 +104,11 @@ class WindowedDiT(nn.Module):
         num_extra_cond: scalar conditions per sample in ``extra_cond`` (0 = none).
         use_self_cond: accept a self-conditioning estimate (``c`` extra input channels).
         use_frame_cond: accept a frame condition ``concat(m * z, m)`` (``c + 1`` channels).
+        lowres_channels: channels of the low-resolution latent a super-resolution stage is
+            conditioned on (``c``; 0 = not an SR stage). It comes at half the latent ``h, w``,
+            is upsampled 2x and concatenated to the input (W.A.L.T Sec. 4.5).
+        lowres_upsample: ``"learned"`` (depth-to-space, the paper's), ``"nearest"`` or
+            ``"bilinear"``.
         adaln: ``"lora"`` (W.A.L.T eq. 3) or ``"classic"`` (per-block AdaLN MLP).
         adaln_lora_rank: LoRA rank ``r``.
         spatial_window: ``(wh, ww)`` tokens of S windows; ``None`` = the whole frame.
@@ -130,7 +138,14 @@ class WindowedDiT(nn.Module):
         self.adaln_kind: AdaLNKind = adaln
         self.grad_checkpointing = grad_checkpointing
         self.text_pool_to_adaln = text_pool_to_adaln
+        self.lowres_channels = lowres_channels
+        self.lowres_upsampler = (
+            LowresUpsampler(channels=lowres_channels, mode=lowres_upsample)
+            if lowres_channels > 0
+            else None
+        )
         channels = in_channels * (2 if use_self_cond else 1) + (in_channels + 1) * use_frame_cond
+        channels += lowres_channels
         self.patch_embed = nn.Linear(channels * patch_size**2, hidden_size)
         grid = (t_max, h_max // patch_size, w_max // patch_size)
         self.pos_embed = PosEmbed3D(grid=grid, hidden_size=hidden_size)
@@ -221,7 +236,8 @@ class WindowedDiT(nn.Module):
         return cond
 
     def _input_tokens(
-        self, x: Tensor, self_cond: Tensor | None, frame_cond: Tensor | None
+        self, x: Tensor, self_cond: Tensor | None, frame_cond: Tensor | None,
+        lowres: Tensor | None = None,
     ) -> Tensor:
         """Concatenate inputs on channels and patchify to ``(B, t, h/p, w/p, D)`` tokens."""
         b, c, t, h, w = x.shape
@@ -236,10 +252,24 @@ class WindowedDiT(nn.Module):
             parts.append(x.new_zeros((b, c + 1, t, h, w)) if fc is None else fc.to(x.dtype))
         else:
             self._check_cond("frame_cond", frame_cond, x, c + 1, False)
+        parts += self._lowres_part(lowres, x)
         inp = torch.cat(parts, dim=1)  # (B, c', t, h, w)
         p = self.patch_size
         tokens = rearrange(inp, "b c t (h p1) (w p2) -> b t h w (p1 p2 c)", p1=p, p2=p)
         return self.patch_embed(tokens)  # (B, t, h/p, w/p, D)
+
+    def _lowres_part(self, lowres: Tensor | None, x: Tensor) -> list[Tensor]:
+        """The upsampled low-resolution latent ``(B, c_lr, t, h, w)``, as a list to concatenate."""
+        if self.lowres_upsampler is None:
+            if lowres is not None:
+                raise ValueError("lowres given but the model was built with lowres_channels=0")
+            return []
+        b, _, t, h, w = x.shape
+        expected = (b, self.lowres_channels, t, h // 2, w // 2)
+        if lowres is None or tuple(lowres.shape) != expected or h % 2 or w % 2:
+            got = None if lowres is None else tuple(lowres.shape)
+            raise ValueError(f"lowres must have shape {expected} (half the latent h, w), got {got}")
+        return [self.lowres_upsampler(lowres.to(x.dtype))]  # (B, c_lr, t, h, w)
 
     def _check_x(self, x: Tensor, timesteps: Tensor) -> None:
         if x.ndim != 5 or x.shape[1] != self.in_channels:
@@ -299,6 +329,7 @@ class WindowedDiT(nn.Module):
         drop_class: Tensor | None = None,
         drop_text: Tensor | None = None,
         image_frames: Tensor | None = None,
+        lowres: Tensor | None = None,
     ) -> Tensor:
         """Predict (v by default) for noisy latents.
 
@@ -316,6 +347,8 @@ class WindowedDiT(nn.Module):
             image_frames: ``(B, t)`` bool, ``True`` marks frames that are independent images
                 packed next to video frames: they use temporal position 0 and, in ST blocks,
                 attend only to themselves. ``None`` = every sample is one clip.
+            lowres: ``(B, lowres_channels, t, h/2, w/2)`` low-resolution latent of a
+                super-resolution stage (required when ``lowres_channels > 0``).
 
         Returns:
             ``(B, c_out, t, h, w)``.
@@ -333,7 +366,7 @@ class WindowedDiT(nn.Module):
             extra_cond=extra_cond,
         )
         groups = self._frame_groups(image_frames, b, t, x.device)
-        tokens = self._input_tokens(x, self_cond, frame_cond)  # (B, t, h', w', D)
+        tokens = self._input_tokens(x, self_cond, frame_cond, lowres)  # (B, t, h', w', D)
         tokens = tokens + self.pos_embed(tuple(tokens.shape[1:4]), image_frames).to(tokens.dtype)
         c_act = F.silu(cond)
         shared = self.shared_adaln(c_act) if self.shared_adaln is not None else None

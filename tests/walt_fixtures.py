@@ -78,3 +78,28 @@ class RepeatBatch(Dataset):
 
 def repeat_loader(batch: dict, length: int) -> DataLoader:
     return DataLoader(RepeatBatch(batch, length), batch_size=None)
+
+
+SR_SIZE = 32  # high-res pixels of the super-resolution tests: latent (3, 4, 4), low-res (3, 2, 2)
+
+
+def tiny_sr_backbone(**overrides) -> WindowedDiT:
+    """A tiny super-resolution backbone: low-res latent input and its noise level in AdaLN."""
+    kw = dict(lowres_channels=8, num_extra_cond=1, max_latent_size=(3, 4, 4),
+              spatiotemporal_window=(3, 4, 4))
+    return tiny_backbone(**{**kw, **overrides})
+
+
+def tiny_sr_module(tokenizer: Path, **overrides) -> WALTModule:
+    from walt.lightning import SuperResolutionConfig
+
+    kw = dict(backbone=overrides.pop("backbone", None) or tiny_sr_backbone(), size=SR_SIZE,
+              super_resolution=SuperResolutionConfig())
+    return tiny_module(tokenizer, **{**kw, **overrides})
+
+
+def sr_stream(b: int = 2, *, frames: int = FRAMES, seed: int = 0) -> dict:
+    """A high-res clip stream for the super-resolution tests."""
+    g = torch.Generator().manual_seed(seed)
+    return {**clip_stream(b, frames=frames, seed=seed),
+            "pixels": torch.rand(b, 3, frames, SR_SIZE, SR_SIZE, generator=g) * 2 - 1}

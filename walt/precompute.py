@@ -1,13 +1,16 @@
 """Turn video/image shards into latent shards, so diffusion training skips the VAE entirely.
 
     python -m walt.precompute TOKENIZER OUT_PATTERN --videos SHARDS [--images SHARDS]
-        [--num-frames 17] [--size 128] [--text-encoder DIR]
+        [--num-frames 17] [--size 128] [--text-encoder DIR] [--lowres [bilinear|area]]
 
 Each input sample becomes one output sample with the same key, holding ``latents.npy``: the
 tokenizer's raw posterior mean ``(c, t, h, w)`` (not normalized; the training module normalizes
 with the statistics in the tokenizer's config, so recomputing the statistics never invalidates
 precomputed shards), plus ``cls``, ``txt``, ``json`` (``kind``, ``fps``, ``stride``) and, with a
-text encoder, ``text_emb.npy`` ``(L, E)`` and ``text_mask.npy`` ``(L,)``.
+text encoder, ``text_emb.npy`` ``(L, E)`` and ``text_mask.npy`` ``(L,)``. With ``--lowres``
+each sample also holds ``lowres_latents.npy`` ``(c, t, h/2, w/2)``: the same clip downsampled 2x
+with antialiasing and encoded, the training pair of a super-resolution stage
+(``docs/super_resolution.md``), so its training never runs the tokenizer.
 
 Clips are taken the validation way (centre crop, deterministic clip), once per sample; random
 clip sampling and cropping are traded for speed. Train on the result with
@@ -28,6 +31,7 @@ from tqdm import tqdm
 from common.atomic import atomic_path
 from data import ShardSink, WebVideoDataModule
 from tokenizer import load_tokenizer
+from walt.lightning.super_resolution import Downsample, downsample_pixels
 from walt.text_encoder import TextEncoder
 
 
@@ -46,8 +50,10 @@ def precompute(
     text_encoder: str | None = None,
     max_samples_per_shard: int = 1000,
     device: str = "cpu",
+    lowres: Downsample | None = None,
 ) -> int:
-    """Encode every sample of ``videos`` / ``images``; returns the number of samples written."""
+    """Encode every sample of ``videos`` / ``images``; returns the number of samples written.
+    ``lowres`` (a downsampling mode) also writes each clip's 2x-downsampled latents."""
     vae = load_tokenizer(tokenizer, device=device)
     encoder = TextEncoder(text_encoder).to(device) if text_encoder else None
     dm = WebVideoDataModule(
@@ -67,7 +73,7 @@ def precompute(
     with ShardSink(out_pattern, max_samples=max_samples_per_shard) as sink:
         for batch in tqdm(dm.val_dataloader(), desc="precompute", unit="batch"):
             for kind, stream in batch.items():
-                for sample in _encode_stream(vae, encoder, kind, stream, device):
+                for sample in _encode_stream(vae, encoder, kind, stream, device, lowres=lowres):
                     sink.write(sample)
                     written += 1
     if written == 0:
@@ -87,8 +93,14 @@ def embed_prompts(text_encoder: str | Path, prompts: list[str], out: str | Path)
 
 
 @torch.no_grad()
-def _encode_stream(vae, encoder, kind: str, stream: dict, device: str) -> list[dict]:
-    z = vae.encode(stream["pixels"].to(device)).float().cpu().numpy()  # (B, c, t, h, w)
+def _encode_stream(
+    vae, encoder, kind: str, stream: dict, device: str, *, lowres: Downsample | None = None
+) -> list[dict]:
+    pixels = stream["pixels"].to(device)
+    z = vae.encode(pixels).float().cpu().numpy()  # (B, c, t, h, w)
+    if lowres is not None:
+        small = downsample_pixels(pixels, mode=lowres)  # (B, C, T, H/2, W/2)
+        z_lr = vae.encode(small).float().cpu().numpy()  # (B, c, t, h/2, w/2)
     if encoder is not None:
         emb, mask = encoder(stream["caption"])
         emb, mask = emb.float().cpu().numpy(), mask.cpu().numpy()
@@ -105,6 +117,8 @@ def _encode_stream(vae, encoder, kind: str, stream: dict, device: str) -> list[d
             sample["cls"] = str(int(stream["label"][i])).encode()
         if stream["caption"][i]:
             sample["txt"] = stream["caption"][i].encode()
+        if lowres is not None:
+            sample["lowres_latents.npy"] = z_lr[i]
         if encoder is not None:
             sample["text_emb.npy"], sample["text_mask.npy"] = emb[i], mask[i].astype(np.uint8)
         samples.append(sample)
@@ -124,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--text-encoder", help="local folder of a T5-style encoder")
+    parser.add_argument("--lowres", nargs="?", const="bilinear", choices=["bilinear", "area"],
+                        help="also write 2x-downsampled latents (super-resolution pairs)")
     parser.add_argument("--max-samples-per-shard", type=int, default=1000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
@@ -144,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         text_encoder=args.text_encoder,
         max_samples_per_shard=args.max_samples_per_shard,
         device=args.device,
+        lowres=args.lowres,
     )
     print(f"wrote {n} latent samples to {args.out_pattern}")
 

@@ -7,12 +7,14 @@ from walt.lightning.callbacks import SampleLogger
 from walt.lightning.inflation import InflateFrom2D
 from walt.lightning.module import WALTModule
 from walt.lightning.quality import GenerationQuality
+from walt.lightning.super_resolution import SuperResolutionConfig
 
 __all__ = [
     "ConditionConfig",
     "GenerationQuality",
     "InflateFrom2D",
     "SampleLogger",
+    "SuperResolutionConfig",
     "WALTModule",
     "WarmupCosineLR",
 ]

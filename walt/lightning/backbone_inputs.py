@@ -9,8 +9,10 @@
 - Keyframe interpolation (Make-A-Video's masked frame interpolation, in latent space): with
   probability ``p_interpolate`` the mask keeps every k-th latent frame and the last one instead.
 - Scalar conditions (``extra_cond``, AdaLN): the clip's frame rate (Make-A-Video's fps
-  conditioning); a later super-resolution stage appends its noise level as one more entry of
-  ``SCALAR_CONDITIONS``.
+  conditioning), then a super-resolution stage's ``noise_level`` (noise-conditioning
+  augmentation, ``walt.lightning.super_resolution``).
+- Super-resolution: the stream's ``lowres`` latent ``(B, c, t, h/2, w/2)`` (already noised to its
+  ``noise_level``) is one more backbone input, passed as it is (guidance keeps it).
 
 Training, validation, sampling, the sample logger and ``predict`` all build the backbone's inputs
 here: :func:`build_conditions` from a stream (a batch, or the stream ``sampling_stream`` makes).
@@ -61,9 +63,12 @@ class ConditionConfig:
     p_interpolate: float = 0.0
     interpolate_every: list[int] = field(default_factory=lambda: [2, 3])
 
-    def scalar_names(self) -> tuple[str, ...]:
-        """Names of the stream's scalar conditions, in ``extra_cond``'s column order."""
-        return tuple(name for name, on in (("fps", self.use_fps),) if on)
+    def scalar_names(self, inputs: BackboneInputs | None = None) -> tuple[str, ...]:
+        """Names of the stream's scalar conditions, in ``extra_cond``'s column order: ``fps``
+        when ``use_fps``, then ``noise_level`` when the backbone is a super-resolution stage
+        (``inputs.lowres``)."""
+        sr = inputs is not None and inputs.lowres > 0
+        return tuple(name for name, on in (("fps", self.use_fps), ("noise_level", sr)) if on)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class BackboneInputs:
     self_cond: bool = False
     extra: int = 0
     num_classes: int = 0
+    lowres: int = 0  # channels of a super-resolution stage's low-res latent (0: not SR)
 
     @classmethod
     def of(cls, net) -> BackboneInputs:
@@ -88,6 +94,7 @@ class BackboneInputs:
             self_cond=bool(getattr(net, "use_self_cond", False)),
             extra=int(getattr(net, "num_extra_cond", 0)),
             num_classes=num_classes,
+            lowres=int(getattr(net, "lowres_channels", 0)),
         )
 
 
@@ -102,6 +109,7 @@ class Conditions:
     drop_text: Tensor | None = None
     frame_cond: Tensor | None = None
     extra_cond: Tensor | None = None
+    lowres: Tensor | None = None  # (B, c, t, h/2, w/2): an SR stage's noised low-res latent
     loss_mask: Tensor | None = None  # (B, 1, t, 1, 1): 1 on frames the loss covers
 
     def model_kwargs(
@@ -124,6 +132,8 @@ class Conditions:
             kw["frame_cond"] = self.frame_cond
         if self.extra_cond is not None:
             kw["extra_cond"] = self.extra_cond
+        if self.lowres is not None:
+            kw["lowres"] = self.lowres
         return kw
 
 
@@ -144,7 +154,8 @@ def build_conditions(
     """Conditions for one stream batch; dropout and frame masks are drawn only when training.
 
     Args:
-        stream: the batch stream (``label``, ``text_emb``/``text_mask``, ``fps``, ...).
+        stream: the batch stream (``label``, ``text_emb``/``text_mask``, ``fps``, an SR
+            stage's ``lowres`` and ``noise_level``, ...).
         z0: ``(B, c, t, h, w)`` clean latents; their known frames feed ``c_fp``.
         training: draw condition dropout and frame masks.
         inputs: which conditions the backbone takes (others in the stream are ignored).
@@ -172,6 +183,11 @@ def build_conditions(
             drop = drop | (torch.rand(b, generator=generator).to(device) < cfg.p_drop_text)
         out.drop_text = drop
     out.extra_cond = _scalar_conditions(stream, cfg, inputs, b=b, like=z0)
+    if inputs.lowres:
+        if stream.get("lowres") is None:
+            raise KeyError("the backbone is a super-resolution stage but the stream has no "
+                           "'lowres' latent (give lowres_latents when sampling)")
+        out.lowres = stream["lowres"].to(device=device, dtype=z0.dtype)
     if inputs.frames:
         if frame_mask is not None:
             mask = per_frame(frame_mask.to(device=device, dtype=z0.dtype))  # (B, 1, t, 1, 1)
@@ -210,7 +226,7 @@ def _scalar_conditions(
     stream: Mapping[str, Any], cfg: ConditionConfig, inputs: BackboneInputs, *, b: int, like: Tensor
 ) -> Tensor | None:
     """``(B, n)`` AdaLN scalar conditions in ``cfg.scalar_names()`` order, or None."""
-    names = cfg.scalar_names()
+    names = cfg.scalar_names(inputs)
     if names and len(names) != inputs.extra:
         raise ValueError(
             f"the conditioning config feeds scalar conditions {list(names)} but the backbone "

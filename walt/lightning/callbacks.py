@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from common.media_log import log_media
+from walt.lightning.super_resolution import batch_lowres_latents
 from walt.media import write_samples
 
 
@@ -20,6 +25,10 @@ class SampleLogger(Callback):
     Files go to ``<log_dir>/samples/step_XXXXXXX/`` as mp4, gif and a PNG contact sheet
     (``walt.media.write_samples``); the loggers that take media get them too
     (``common.media_log``: the mp4s and the sheet to wandb, the sheet to TensorBoard).
+
+    A super-resolution module (``module.is_super_resolution``) upsamples the low-res version of
+    the step's training clips instead, and each file shows **low-res | SR output | ground
+    truth** side by side (the low-res clip decoded and upsampled to full size for display).
 
     Args:
         every_n_steps: sampling period in optimizer steps (0 disables).
@@ -48,26 +57,36 @@ class SampleLogger(Callback):
         self.guidance_scale, self.fps, self.seed = guidance_scale, fps, seed
         self._last_step = -1
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs=None, batch=None, *args
+    ) -> None:
         step = trainer.global_step
         if self.every_n_steps <= 0 or step == 0 or step % self.every_n_steps or step == self._last_step:
             return
         self._last_step = step
-        self.write_samples(trainer, pl_module, step)
+        self.write_samples(trainer, pl_module, step, batch=batch)
 
     @rank_zero_only
-    def write_samples(self, trainer: Trainer, pl_module: LightningModule, step: int) -> Path:
-        labels = _labels(pl_module, self.num_samples)
+    def write_samples(
+        self, trainer: Trainer, pl_module: LightningModule, step: int,
+        batch: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Path:
+        """Sample and write one round; ``batch`` (a training batch) is needed by SR modules."""
+        sr = bool(getattr(pl_module, "is_super_resolution", False))
+        labels = None if sr else _labels(pl_module, self.num_samples)
         was_training = pl_module.training
         pl_module.eval()
-        videos = pl_module.generate(
-            labels=labels,
-            num_samples=self.num_samples,
+        kw = dict(
             fps=self.fps,  # the clip rate of fps-conditioned models, and of the files
             num_inference_steps=self.num_inference_steps,
             guidance_scale=self.guidance_scale,
             generator=torch.Generator(device=pl_module.device).manual_seed(self.seed),
-        ).float().cpu()
+        )
+        if sr:
+            videos = _sr_panels(pl_module, batch, self.num_samples, **kw)
+        else:
+            videos = pl_module.generate(labels=labels, num_samples=self.num_samples, **kw)
+        videos = videos.float().cpu()
         pl_module.train(was_training)
         out = Path(trainer.log_dir or trainer.default_root_dir) / "samples" / f"step_{step:07d}"
         names = [f"class {int(v)}" for v in labels] if labels is not None else None
@@ -75,6 +94,37 @@ class SampleLogger(Callback):
         image = np.asarray(Image.open(sheet).convert("RGB"))  # (H, W, 3) uint8
         log_media(trainer.loggers, tag="samples", step=step, videos=mp4s, image=image)
         return out
+
+
+@torch.no_grad()
+def _sr_panels(
+    pl_module: LightningModule, batch: Mapping[str, Mapping[str, Any]] | None, n: int, **kw
+) -> torch.Tensor:
+    """low-res | SR output | ground truth, ``(B, C, T, H, 3W)``, for the first ``n`` clips of the
+    batch's first stream (the labels, text and fps of those clips condition the output)."""
+    if not batch:
+        raise ValueError("a super-resolution SampleLogger needs the training batch")
+    name, stream = next(iter(batch.items()))
+    stream = _head(pl_module._with_text(stream), n)
+    codec = pl_module.codec
+    truth = codec.decode(codec.latents(stream))  # (B, C, T, H, W), what the tokenizer can give
+    lowres = batch_lowres_latents(codec, stream, mode=pl_module.super_resolution.downsample)
+    t, (h, w) = truth.shape[2], truth.shape[3:]
+    kw.pop("fps")  # the stream's own clip rates condition fps-conditioned models
+    out = pl_module.generate(stream=stream, num_frames=t, size=(h, w), lowres_latents=lowres, **kw)
+    small = rearrange(codec.decode(lowres), "b c t h w -> (b t) c h w")
+    shown = F.interpolate(small.float(), size=(h, w), mode="nearest")  # full size, for display
+    shown = rearrange(shown, "(b t) c h w -> b c t h w", t=t)
+    return torch.cat([shown, out.float(), truth.float()], dim=-1)  # (B, C, T, H, 3W)
+
+
+def _head(stream: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """The first ``n`` samples of every per-sample entry of a stream."""
+    b = len(stream["key"])
+    return {
+        k: v[:n] if isinstance(v, torch.Tensor | list) and len(v) == b else v
+        for k, v in stream.items()
+    }
 
 
 def _labels(pl_module: LightningModule, n: int) -> torch.Tensor | None:

@@ -162,6 +162,7 @@ def _build_module(saved: Mapping[str, Any], path: str | Path, overrides: dict[st
     """A ``WALTModule`` from saved hyperparameters (weights not loaded)."""
     from walt.lightning.backbone_inputs import ConditionConfig
     from walt.lightning.module import WALTModule
+    from walt.lightning.super_resolution import SuperResolutionConfig
 
     hparams = with_linked_backbone_args(checked_hparams(saved))
     for key, kind in _BUILT.items():
@@ -171,6 +172,8 @@ def _build_module(saved: Mapping[str, Any], path: str | Path, overrides: dict[st
             hparams[key] = build(kind, hparams[key])
     if isinstance(hparams.get("conditioning"), Mapping):
         hparams["conditioning"] = ConditionConfig(**hparams["conditioning"])
+    if isinstance(hparams.get("super_resolution"), Mapping):
+        hparams["super_resolution"] = SuperResolutionConfig(**hparams["super_resolution"])
     params = inspect.signature(WALTModule.__init__).parameters
     unknown = sorted(set(hparams) - set(params))
     if unknown:

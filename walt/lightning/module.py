@@ -32,6 +32,13 @@ from walt.lightning.backbone_inputs import (
 from walt.lightning.generation import generate_latents, known_latents, sampling_stream
 from walt.lightning.latents import make_codec
 from walt.lightning.sharding import grad_total_norm, is_sharded_state, shard_module
+from walt.lightning.super_resolution import (
+    SuperResolutionConfig,
+    batch_lowres_latents,
+    check_super_resolution,
+    sampling_lowres,
+    training_lowres,
+)
 from walt.samplers import ClassifierFreeGuidance, GuidanceSchedule, SamplerName, make_sampler
 from walt.text_encoder import TextEncoder
 
@@ -79,6 +86,10 @@ class WALTModule(LightningModule):
         seed: base of the per-step random generator (noise, timesteps, dropout, masks). Each
             step reseeds it from (seed, step, rank) (``common.seeding``), so a resumed run draws
             exactly what an uninterrupted one would, with no generator state to checkpoint.
+        super_resolution: makes this a super-resolution stage of the cascade (W.A.L.T Sec. 4.5):
+            the backbone (built with ``lowres_channels=latent_channels``) is conditioned on the
+            low-res latent of the clip, noise-augmented; see ``docs/super_resolution.md``.
+            ``size`` is then the high-res pixel size.
     """
 
     def __init__(
@@ -107,6 +118,7 @@ class WALTModule(LightningModule):
         sampler_options: dict[str, Any] | None = None,
         max_nonfinite_steps: int = 20,
         seed: int = 0,
+        super_resolution: SuperResolutionConfig | None = None,
     ) -> None:
         super().__init__()
         # Under the CLI the saved hyperparameters are the config itself (class paths included),
@@ -125,6 +137,8 @@ class WALTModule(LightningModule):
         self.ema = EMA(backbone, decay=ema_decay)
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.cond_cfg = conditioning or ConditionConfig()
+        self.super_resolution = super_resolution
+        check_super_resolution(self.inputs, super_resolution, latent_channels=latent_channels)
         self.num_frames, self.size = num_frames, (size, size) if isinstance(size, int) else tuple(size)
         self.codec.check_frames(num_frames, self.size)
         self.image_loss_weight = image_loss_weight
@@ -159,6 +173,7 @@ class WALTModule(LightningModule):
         for name, stream in batch.items():
             stream = self._with_text(stream)
             z0 = self.codec.latents(stream)  # (B, c, t, h, w), normalized
+            stream = self._with_lowres(stream, z0, training=True, generator=gen)
             conds = self._conditions(stream, z0, training=True, generator=gen)
             timesteps = self.diffusion.sample_timesteps(z0.shape[0], generator=gen).to(z0.device)
             loss = self._diffusion_loss(
@@ -189,6 +204,27 @@ class WALTModule(LightningModule):
             training=training,
             inputs=self.inputs,
             generator=generator,
+        )
+
+    @property
+    def is_super_resolution(self) -> bool:
+        """Whether this module is a super-resolution stage (takes ``lowres_latents``)."""
+        return self.super_resolution is not None
+
+    @property
+    def default_noise_level(self) -> float:
+        """The sampling noise level of the low-res input (0 for a non-SR module)."""
+        return self.super_resolution.noise_level if self.super_resolution is not None else 0.0
+
+    def _with_lowres(
+        self, stream: Mapping[str, Any], z0: Tensor, *, training: bool,
+        generator: torch.Generator,
+    ) -> Mapping[str, Any]:
+        if self.super_resolution is None:
+            return stream
+        return training_lowres(
+            stream, z0, sr=self.super_resolution, codec=self.codec, diffusion=self.diffusion,
+            training=training, generator=generator,
         )
 
     def _with_text(self, stream: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -292,6 +328,7 @@ class WALTModule(LightningModule):
         for name, stream in batch.items():
             stream = self._with_text(stream)
             z0 = self.codec.latents(stream)
+            stream = self._with_lowres(stream, z0, training=False, generator=gen)
             conds = self._conditions(stream, z0, training=False, generator=gen)
             b = z0.shape[0]
             # Evenly spaced timesteps: the same every round, so numbers are comparable.
@@ -309,7 +346,12 @@ class WALTModule(LightningModule):
         for name, stream in batch.items():
             stream = self._with_text(stream)
             b = len(stream["key"])
+            lowres = (
+                batch_lowres_latents(self.codec, stream, mode=self.super_resolution.downsample)
+                if self.super_resolution is not None else None
+            )
             pixels = self.generate(
+                lowres_latents=lowres,
                 stream=stream,
                 num_samples=b,
                 num_frames=1 if name == "image" else self.num_frames,
@@ -342,6 +384,8 @@ class WALTModule(LightningModule):
         use_ema: bool = True,
         progress: bool = False,
         decode: bool = True,
+        lowres_latents: Tensor | None = None,
+        noise_level: float | None = None,
     ) -> Tensor:
         """Sample clips: pixels ``(B, C, T, H, W)`` in [-1, 1] (normalized latents if not
         ``decode``).
@@ -353,11 +397,23 @@ class WALTModule(LightningModule):
         when shorter than the clip, fill its leading latent frames (one image = 1 latent frame);
         or ``cond_latents`` (B, c, t, h, w) are given directly. ``cond_mask`` (B, t) marks the
         known latent frames (default: those ``cond_pixels`` covers, when shorter than the clip).
+
+        A super-resolution stage needs ``lowres_latents`` (B, c, t, h/2, w/2): the normalized
+        latents of the low-res clip (``codec.encode`` of its pixels, or a base stage's
+        ``decode=False`` output); ``size`` is the high-res pixel size. They are noised to
+        ``noise_level`` (default ``default_noise_level``) with noise drawn from ``generator``.
         """
         net = self.ema.module if use_ema else self.backbone
         num_frames, size = num_frames or self.num_frames, size or self.size
         if stream is None:
             stream = sampling_stream(labels=labels, text_emb=text_emb, text_mask=text_mask, fps=fps)
+        if lowres_latents is not None or self.is_super_resolution:
+            stream = sampling_lowres(
+                stream, lowres_latents, sr=self.super_resolution, noise_level=noise_level,
+                codec=self.codec, diffusion=self.diffusion, num_frames=num_frames, size=size,
+                generator=generator, device=self.device,
+            )
+            num_samples = num_samples or lowres_latents.shape[0]
         if cond_pixels is not None:
             cond_latents, cond_mask = known_latents(
                 self.codec, cond_pixels.to(self.device), num_frames=num_frames, size=size,
