@@ -131,7 +131,7 @@ def load_walt_checkpoint(
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     state = torch.load(path, map_location=map_location, weights_only=True)
-    module = _build_module(state.get("hyper_parameters") or {}, path, overrides)
+    module = module_from_hparams(state.get("hyper_parameters") or {}, path, overrides)
     module.on_load_checkpoint(state)
     module.load_state_dict(state["state_dict"])
     return module
@@ -151,15 +151,16 @@ def load_walt_module(
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"export {str(path)!r} does not exist")
-    module = _build_module(read_config(path), path, overrides)
+    module = module_from_hparams(read_config(path), path, overrides)
     weights = load_file(str(path), device=str(map_location or "cpu"))
     module.backbone.load_state_dict(weights)
     module.ema.module.load_state_dict(weights)
     return module
 
 
-def _build_module(saved: Mapping[str, Any], path: str | Path, overrides: dict[str, Any]) -> Any:
-    """A ``WALTModule`` from saved hyperparameters (weights not loaded)."""
+def module_from_hparams(saved: Mapping[str, Any], path: str | Path, overrides: dict[str, Any]) -> Any:
+    """A ``WALTModule`` from saved hyperparameters (weights not loaded); ``path`` names their
+    file in errors."""
     from walt.lightning.backbone_inputs import ConditionConfig
     from walt.lightning.module import WALTModule
     from walt.lightning.super_resolution import SuperResolutionConfig
