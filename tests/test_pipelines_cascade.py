@@ -182,3 +182,16 @@ def media_clip(tmp_path_factory) -> str:
     g = torch.Generator().manual_seed(3)
     write_mp4(to_uint8_frames(torch.rand(3, 5, 24, 24, generator=g) * 2 - 1), path, fps=8)
     return str(path)
+
+
+def test_an_exported_stage_gives_the_checkpoints_pixels(ckpts, tmp_path, media_clip):
+    """Video prediction through the cascade, with the SR stage as a checkpoint or an export."""
+    from walt.export import export_checkpoint
+
+    export = export_checkpoint(ckpts["sr1"], tmp_path / "sr1.safetensors")
+    runs = [_run([ckpts["base"], "--sr", str(stage), "--labels", "2", "--mode", "predict",
+                  "--video", media_clip, "--out", str(tmp_path / name)])
+            for name, stage in (("ckpt", ckpts["sr1"]), ("export", export))]
+    pixels = [torch.load(d / "samples.pt")["pixels"] for d in runs]
+    assert pixels[0].shape == (1, 3, FRAMES, 2 * BASE, 2 * BASE)
+    torch.testing.assert_close(pixels[0], pixels[1])
