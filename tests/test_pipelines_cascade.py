@@ -195,3 +195,17 @@ def test_an_exported_stage_gives_the_checkpoints_pixels(ckpts, tmp_path, media_c
     pixels = [torch.load(d / "samples.pt")["pixels"] for d in runs]
     assert pixels[0].shape == (1, 3, FRAMES, 2 * BASE, 2 * BASE)
     torch.testing.assert_close(pixels[0], pixels[1])
+
+
+def test_stages_must_share_the_base_tokenizer(ckpts, tmp_path):
+    from walt.generate import load_module
+    from walt.pipelines import VideoPipeline, load_stage
+
+    vae = CausalVAE.from_preset("tiny")
+    vae.set_latent_stats([0.3] * 8, [0.5] * 8)  # another latent normalisation
+    other = _write_module(tmp_path / "sr.ckpt", save_tokenizer(vae, tmp_path / "tok.safetensors"),
+                          size=2 * BASE, sr=True, seed=5)
+    base = load_module(ckpts["base"])
+    VideoPipeline(module=base, sr_stages=[load_stage(ckpts["sr1"])])  # the same tokenizer
+    with pytest.raises(ValueError, match="same tokenizer"):
+        VideoPipeline(module=base, sr_stages=[load_stage(other)])

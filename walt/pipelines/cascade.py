@@ -72,8 +72,8 @@ def check_stages(stages: Sequence[SRStage], *, base: nn.Module | None = None) ->
         if space != spaces[0]:
             raise ValueError(
                 "every cascade stage must use the same tokenizer (latents pass between stages "
-                f"without decoding), but {getattr(m, 'tokenizer', m)} differs from the first "
-                "stage's")
+                f"without decoding), but the tokenizer {m.hparams.get('tokenizer')!r} differs "
+                f"from {modules[0].hparams.get('tokenizer')!r}")
 
 
 def _latent_space(codec: nn.Module) -> dict[str, Any]:
