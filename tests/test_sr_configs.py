@@ -79,3 +79,12 @@ def test_tiny_sr_trains_from_precomputed_pairs_without_the_tokenizer(assets, tmp
     ]
     cli = cli_main(args)
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    # The CLI's checkpoint loads back as the same SR stage (its config rebuilds everything).
+    from walt.lightning import WALTModule
+
+    cli.trainer.save_checkpoint(tmp_path / "sr.ckpt")
+    loaded = WALTModule.load_from_checkpoint(tmp_path / "sr.ckpt")
+    assert loaded.is_super_resolution and loaded.super_resolution == cli.model.super_resolution
+    z = loaded.generate(lowres_latents=torch.zeros(1, 8, 3, 1, 1), labels=torch.tensor([0]),
+                        num_inference_steps=1, decode=False)
+    assert z.shape == (1, 8, 3, 2, 2)
