@@ -1,18 +1,22 @@
 """Generate videos from a trained W.A.L.T checkpoint, in every conditioning mode.
 
     python -m walt.generate CKPT --out DIR [--mode sample|image|predict|interpolate|extend]
+        [--sr SR1.ckpt [--sr SR2.ckpt]] [--sr-noise-level X ...]
         [--labels 0,3 | --per-class 2 | --num-samples 4] [--text-embeddings FILE |
         --prompts FILE --text-encoder DIR] [--image PNG] [--video MP4] [--keyframes 0,-1 |
         --keyframe-every 2] [--num-chunks 4] [--num-frames T] [--size HxW] [--fps 8]
         [--sampler ddim] [--num-inference-steps 50] [--guidance-scale 4]
         [--frame-guidance-scale 2] [--png-frames] [--seed 0]
+    python -m walt.generate --mode upscale --video LOWRES.mp4 --sr SR1.ckpt [--sr SR2.ckpt]
+        --out DIR [--size HxW] [--num-frames N]
     python -m walt.generate --from-settings DIR/settings.json --out DIR2
 
 A thin layer over :class:`walt.pipelines.VideoPipeline` (see ``docs/generation.md``). Sampling
 flags left out keep the values the checkpoint was trained with. Writes per clip an mp4 and a gif
 (PNG frames with ``--png-frames``), a contact sheet, ``settings.json`` (the exact settings, for
-``--from-settings``) and, except in ``extend`` mode, ``samples.pt`` (the pixels, for scoring);
-then prints the folder.
+``--from-settings``) and, except in ``extend`` and ``upscale`` modes, ``samples.pt`` (the pixels,
+for scoring); then prints the folder. ``--sr`` adds super-resolution stages (the cascade, W.A.L.T
+Sec. 4.5): each doubles the height and width, and the clips are written at the top size.
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ def _size(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("ckpt", nargs="?", help="Lightning checkpoint of a WALTModule")
+    parser.add_argument("ckpt", nargs="?",
+                        help="Lightning checkpoint of the base WALTModule (none for upscale)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--from-settings", help="settings.json of an earlier run to regenerate")
     parser.add_argument("--mode", choices=MODES, default="sample", help="conditioning mode")
@@ -82,17 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompts", help="text file, one prompt per line (needs --text-encoder)")
     parser.add_argument("--text-encoder", help="local folder of the text encoder")
     parser.add_argument("--image", help="conditioning image (modes image and extend)")
-    parser.add_argument("--video", help="conditioning video (predict, interpolate, extend)")
+    parser.add_argument("--video",
+                        help="conditioning video (predict, interpolate, extend); the low-res "
+                        "video to upscale (upscale)")
+    parser.add_argument("--sr", dest="sr_checkpoints", action="append", metavar="CKPT",
+                        help="a super-resolution stage (checkpoint or export), repeat for more: "
+                        "each doubles H and W")
+    parser.add_argument("--sr-noise-level", dest="sr_noise_levels", action="append", type=float,
+                        metavar="X", help="noise level of the SR stages' low-res input: once for "
+                        "all or once per --sr (default: each stage's own)")
     parser.add_argument("--keyframes", type=_ints,
                         help="known latent frames for interpolate, e.g. 0,1,-2,-1")
     parser.add_argument("--keyframe-every", type=int,
                         help="interpolate: every k-th latent frame (and the last) is known")
     parser.add_argument("--num-chunks", type=int, default=4, help="chunks of an extend run")
     parser.add_argument("--num-frames", type=int, help="pixel frames per clip or chunk, 1 + 4k "
-                        "(default: the training length)")
-    parser.add_argument("--size", type=_size, help="HxW of the clips (default: training size)")
-    parser.add_argument("--fps", type=float, default=8.0,
-                        help="frame rate: the condition of fps-conditioned models and the files'")
+                        "(default: the training length); upscale: frames to take (default all)")
+    parser.add_argument("--size", type=_size, help="HxW of the base clips (default: training "
+                        "size); upscale: of the input video after resize and crop (default its own)")
+    parser.add_argument("--fps", type=float,
+                        help="frame rate: the condition of fps-conditioned models and the files' "
+                        "(default 8; upscale: the video's)")
     add_sampling_flags(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="clips sampled together")
     parser.add_argument("--seed", type=int, default=0, help="seed of the run")
@@ -105,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     if args.from_settings:
         return GenerationSettings.load(args.from_settings)
-    if not args.ckpt:
+    if not args.ckpt and args.mode != "upscale":
         raise SystemExit("give a checkpoint or --from-settings")
     prompts = Path(args.prompts).read_text().splitlines() if args.prompts else None
     names = [f.name for f in GenerationSettings.__dataclass_fields__.values()]
@@ -117,8 +132,8 @@ def main(argv: list[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     pipe = VideoPipeline.from_settings(settings, device=args.device)
-    inputs = pipe.module.inputs
-    if inputs.labels and not settings.labels:
+    inputs = pipe.module.inputs if pipe.module is not None else None
+    if inputs is not None and inputs.labels and not settings.labels:
         settings.labels = [c for c in range(inputs.num_classes) for _ in range(args.per_class)]
     out = pipe(settings, args.out, png_frames=args.png_frames, progress=not args.no_progress)
     print(out)

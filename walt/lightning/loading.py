@@ -128,14 +128,44 @@ def load_walt_checkpoint(
         **overrides: constructor arguments that replace the saved ones (e.g. a ``backbone``
             object for checkpoints of modules built in Python, whose hyperparameters hold none).
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    module = module_from_hparams(state.get("hyper_parameters") or {}, path, overrides)
+    module.on_load_checkpoint(state)
+    module.load_state_dict(state["state_dict"])
+    return module
+
+
+def load_walt_module(
+    path: str | Path, *, map_location: str | torch.device | None = "cpu", **overrides: Any
+) -> Any:
+    """A ``WALTModule`` from a Lightning checkpoint or a ``walt.export`` safetensors file (its
+    EMA backbone weights become both the backbone and the EMA; the tokenizer comes from the
+    path its config names). Classes are resolved as in :func:`load_walt_checkpoint`."""
+    if Path(path).suffix != ".safetensors":
+        return load_walt_checkpoint(path, map_location=map_location, **overrides)
+    from safetensors.torch import load_file
+
+    from walt.export import read_config
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"export {str(path)!r} does not exist")
+    module = module_from_hparams(read_config(path), path, overrides)
+    weights = load_file(str(path), device=str(map_location or "cpu"))
+    module.backbone.load_state_dict(weights)
+    module.ema.module.load_state_dict(weights)
+    return module
+
+
+def module_from_hparams(saved: Mapping[str, Any], path: str | Path, overrides: dict[str, Any]) -> Any:
+    """A ``WALTModule`` from saved hyperparameters (weights not loaded); ``path`` names their
+    file in errors."""
     from walt.lightning.backbone_inputs import ConditionConfig
     from walt.lightning.module import WALTModule
     from walt.lightning.super_resolution import SuperResolutionConfig
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    hparams = with_linked_backbone_args(checked_hparams(state.get("hyper_parameters") or {}))
+    hparams = with_linked_backbone_args(checked_hparams(saved))
     for key, kind in _BUILT.items():
         if key not in overrides:
             if key not in hparams:
@@ -149,7 +179,4 @@ def load_walt_checkpoint(
     unknown = sorted(set(hparams) - set(params))
     if unknown:
         raise ValueError(f"{path} has hyperparameters WALTModule does not take: {unknown}")
-    module = WALTModule(**{**hparams, **overrides})
-    module.on_load_checkpoint(state)
-    module.load_state_dict(state["state_dict"])
-    return module
+    return WALTModule(**{**hparams, **overrides})

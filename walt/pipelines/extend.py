@@ -12,6 +12,10 @@ Frame arithmetic, for chunks of ``T = 1 + 4(t - 1)`` pixel frames (``t`` latent 
   frame repeated or skipped at the seams. In ``python -m walt.evaluate drift`` terms:
   ``--seam-overlap 5 --chunk-frames T-5``.
 
+With a cascade (``finish``: the SR stages and the top decode), each chunk's base latents are
+upscaled as soon as the chunk is made and its top-resolution frames are emitted, while the next
+chunk is still conditioned on the base-resolution frames (the base model's own input).
+
 Only one chunk is held at a time: latents are decoded chunk by chunk with the tokenizer in
 streaming mode and frames go straight to the mp4 writers, so peak memory does not grow with the
 number of chunks.
@@ -51,6 +55,7 @@ def extend(
     emit: Callable[[Tensor], None],
     generator: torch.Generator | None,
     on_chunk: Callable[[], None] | None = None,
+    finish: Callable[[Tensor], Tensor] | None = None,
     **sampling: Any,
 ) -> int:
     """Generate ``num_samples`` long clips chunk by chunk, passing each chunk's new frames
@@ -62,6 +67,8 @@ def extend(
         stream: the conditions (labels, text, fps), see ``sampling_stream``.
         start: ``(B, C, T0, H, W)`` start frames (an image, ``T0 = 1``, or the first 5 frames of
             a video), or None to start from noise.
+        finish: maps a chunk's base latents (B, c, t, h, w) to the pixels to emit, e.g. the
+            cascade's top-resolution frames (default: the base decode).
         sampling: passed to ``module.generate`` (sampler, steps, guidance scales, progress).
     """
     total = extended_length(num_frames, num_chunks)
@@ -72,9 +79,10 @@ def extend(
             cond_pixels=cond, generator=generator, decode=False, **sampling,
         )  # (B, c, t, h, w)
         pixels = module.codec.decode(z, stream=True)  # (B, C, T, H, W)
-        emit(pixels if chunk == 0 else pixels[:, :, OVERLAP_FRAMES:])
-        cond = pixels[:, :, -OVERLAP_FRAMES:]  # (B, C, 5, H, W) -> 2 latent frames next chunk
-        del z, pixels
         if on_chunk is not None:
             on_chunk()
+        out = pixels if finish is None else finish(z)  # (B, C, T, H', W')
+        emit(out if chunk == 0 else out[:, :, OVERLAP_FRAMES:])
+        cond = pixels[:, :, -OVERLAP_FRAMES:]  # (B, C, 5, H, W) -> 2 latent frames next chunk
+        del z, pixels, out
     return total

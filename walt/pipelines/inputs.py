@@ -3,6 +3,7 @@ files, as pixels ``(1, C, T, H, W)`` in [-1, 1] and ``(N, L, E)`` embeddings."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,40 @@ def load_text_embeddings(path: str | Path) -> tuple[Tensor, Tensor]:
     if emb.ndim != 3:
         raise ValueError(f"text embeddings must be (N, L, E), got {tuple(emb.shape)}")
     return emb, mask
+
+
+def video_frames(path: str | Path) -> tuple[int, float, tuple[int, int]]:
+    """A video's frame count (counted by decoding: headers may lack or misstate it), frame rate
+    and displayed ``(H, W)``."""
+    import av
+
+    from data.decode import probe_video
+
+    info = probe_video(Path(path).read_bytes())
+    with av.open(str(path)) as container:
+        count = sum(1 for _ in container.decode(video=0))
+    return count, info.fps, (info.height, info.width)
+
+
+def iter_video(
+    path: str | Path, *, size: tuple[int, int], chunk: int, num_frames: int
+) -> Iterator[Tensor]:
+    """The first ``num_frames`` frames of a video in pieces ``(1, C, T', H, W)`` of ``chunk``
+    frames (the last may be shorter), decoded as they are needed: memory holds one piece."""
+    import av
+
+    from data.decode import frame_to_rgb
+
+    if chunk < 1 or num_frames < 1:
+        raise ValueError(f"chunk and num_frames must be >= 1, got {chunk} and {num_frames}")
+    frames: list[np.ndarray] = []
+    done = 0
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            frames.append(frame_to_rgb(frame))  # (H0, W0, 3) uint8
+            if len(frames) == chunk or done + len(frames) == num_frames:
+                yield frames_to_pixels(np.stack(frames), size=size, crop="center")[None]
+                done, frames = done + len(frames), []
+            if done == num_frames:
+                return
+    raise ValueError(f"{path} has {done + len(frames)} frames, fewer than num_frames={num_frames}")

@@ -8,12 +8,19 @@ Modes (``GenerationSettings.mode``), all built on W.A.L.T's frame condition
 - ``predict``: the first 5 frames of a video, encoded to 2 latent frames (video prediction);
 - ``interpolate``: the listed latent keyframes of a video are kept and the frames between are
   filled in (Make-A-Video's masked frame interpolation, in latent space);
-- ``extend``: long videos by autoregressive extension (``walt.pipelines.extend``).
+- ``extend``: long videos by autoregressive extension (``walt.pipelines.extend``);
+- ``upscale``: no base model: a given low-resolution video through the SR stages.
+
+With ``sr_stages`` every mode runs the cascade (``walt.pipelines.cascade``): the base latents go
+through the SR stages and only the top stage decodes; long videos upscale each chunk as it is
+made, while the base's extension keeps conditioning on its own resolution.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +31,9 @@ from tqdm.auto import tqdm
 from common.atomic import atomic_path
 from walt.diffusion.frame_masks import keyframe_indices
 from walt.lightning.generation import sampling_stream
+from walt.pipelines.cascade import SRStage, check_stages, load_stage, output_size, to_pixels
 from walt.pipelines.extend import OVERLAP_FRAMES, extend, extended_length
-from walt.pipelines.inputs import load_image, load_text_embeddings, load_video
+from walt.pipelines.inputs import load_image, load_text_embeddings, load_video, video_frames
 from walt.pipelines.outputs import ClipSink
 from walt.pipelines.settings import GenerationSettings
 
@@ -42,12 +50,19 @@ class VideoPipeline:
     """Generation over a loaded module.
 
     Args:
-        module: a ``WALTModule`` in eval mode, with the run's sampling options.
+        module: the base ``WALTModule`` in eval mode, with the run's sampling options (None for
+            ``upscale`` only).
         checkpoint: where it was loaded from (recorded in the settings).
+        sr_stages: super-resolution stages run after the base, in order (the cascade).
     """
 
-    def __init__(self, *, module, checkpoint: str) -> None:
-        self.module, self.checkpoint = module, checkpoint
+    def __init__(
+        self, *, module=None, checkpoint: str | None = None, sr_stages: Sequence[SRStage] = ()
+    ) -> None:
+        if module is None and not sr_stages:
+            raise ValueError("give a base module, sr_stages or both")
+        check_stages(sr_stages, base=module)
+        self.module, self.checkpoint, self.sr_stages = module, checkpoint, list(sr_stages)
 
     @classmethod
     def from_settings(cls, settings: GenerationSettings, *, device: str = "cpu") -> VideoPipeline:
@@ -55,15 +70,27 @@ class VideoPipeline:
         the file never chooses code)."""
         from walt.lightning.loading import load_walt_checkpoint
 
-        overrides = {k: getattr(settings, k) for k in MODULE_OPTIONS}
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        module = load_walt_checkpoint(settings.checkpoint, map_location=device, **overrides)
-        return cls(module=module.eval(), checkpoint=settings.checkpoint)
+        module = None
+        if settings.mode != "upscale":
+            overrides = {k: getattr(settings, k) for k in MODULE_OPTIONS}
+            overrides = {k: v for k, v in overrides.items() if v is not None}
+            module = load_walt_checkpoint(settings.checkpoint, map_location=device, **overrides)
+            module = module.eval()
+        paths = settings.sr_checkpoints or []
+        levels = _per_stage(settings.sr_noise_levels, len(paths))
+        stages = [load_stage(p, device=device, noise_level=v) for p, v in zip(paths, levels)]
+        return cls(module=module, checkpoint=settings.checkpoint, sr_stages=stages)
 
     def resolve(self, settings: GenerationSettings) -> GenerationSettings:
         """The settings with every default made explicit (the module's sampling options, clip
-        size and labels), so the saved JSON alone regenerates the run."""
+        size and labels, the SR stages' noise levels), so the saved JSON alone regenerates the
+        run."""
+        settings = self._resolve_stages(settings)
+        if settings.mode == "upscale":
+            return self._resolve_upscale(settings)
         m = self.module
+        if m is None:
+            raise ValueError(f"mode {settings.mode!r} needs a base model")
         known = {k: getattr(settings, k) for k in MODULE_OPTIONS}
         module_values = dict(
             num_inference_steps=m.num_inference_steps, sampler=m.sampler_name,
@@ -74,8 +101,32 @@ class VideoPipeline:
         return replace(
             settings, **filled,
             num_frames=settings.num_frames or m.num_frames,
-            size=list(settings.size or m.size),
+            size=list(settings.size or m.size), fps=settings.fps or 8.0,
         )
+
+    def _resolve_stages(self, settings: GenerationSettings) -> GenerationSettings:
+        paths = settings.sr_checkpoints or [st.checkpoint for st in self.sr_stages]
+        if len(paths) != len(self.sr_stages):
+            raise ValueError(f"the settings name {len(paths)} SR stages, the pipeline holds "
+                             f"{len(self.sr_stages)}")
+        levels = _per_stage(settings.sr_noise_levels, len(paths))
+        levels = [st.noise_level if v is None else v for st, v in zip(self.sr_stages, levels)]
+        return replace(settings, sr_checkpoints=paths or None, sr_noise_levels=levels or None)
+
+    def _resolve_upscale(self, s: GenerationSettings) -> GenerationSettings:
+        """Frames, size and rate of the video to upscale; the null label for class-conditional
+        SR stages unless labels are given."""
+        count, fps, size = video_frames(s.video)
+        if s.num_frames is not None and not 1 <= s.num_frames <= count:
+            raise ValueError(f"num_frames={s.num_frames} but {s.video} has {count} frames")
+        labels = s.labels or ([-1] if self.sr_stages[0].module.inputs.labels else None)
+        return replace(s, num_frames=s.num_frames or count, size=list(s.size or size),
+                       fps=s.fps or fps, labels=labels, batch_size=1)
+
+    def stages(self, s: GenerationSettings) -> list[SRStage]:
+        """The SR stages with the resolved settings' noise levels."""
+        return [replace(st, noise_level=v)
+                for st, v in zip(self.sr_stages, s.sr_noise_levels or [], strict=True)]
 
     def __call__(
         self, settings: GenerationSettings, out: str | Path, *, png_frames: bool = False,
@@ -86,37 +137,52 @@ class VideoPipeline:
         s = self.resolve(settings)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        if s.mode == "upscale":
+            from walt.pipelines.upscale import upscale_video
+
+            upscale_video(self.stages(s), s, out, streams=self._condition_streams(s),
+                          png_frames=png_frames, progress=progress)
+            s.save(out / "settings.json")
+            return out
         size = (s.size[0], s.size[1])
+        stages = self.stages(s)
         streams, captions, n = self._condition_streams(s)
         start, mask = self._frames(s, size)
+        chunks = s.num_chunks if s.mode == "extend" else 1
         total = extended_length(s.num_frames, s.num_chunks) if s.mode == "extend" else s.num_frames
         generator = torch.Generator(device=self.module.device).manual_seed(s.seed)
         batches = range(0, n, s.batch_size)
-        units = len(batches) * (s.num_chunks if s.mode == "extend" else 1)
-        bar = tqdm(total=units, desc=f"{s.mode} (batches x chunks)", disable=not progress)
+        bar = tqdm(total=len(batches) * chunks * (1 + len(stages)), disable=not progress,
+                   desc=f"{s.mode} (batches x chunks x {1 + len(stages)} stages)")
+        tick = partial(bar.update, 1)
         sampling = dict(progress=progress)
         kept: list[Tensor] = []
-        with ClipSink(out, num_clips=n, total_frames=total, size=size, fps=s.fps,
-                      png_frames=png_frames, captions=captions) as sink:
+        with ClipSink(out, num_clips=n, total_frames=total, size=output_size(size, stages),
+                      fps=s.fps, png_frames=png_frames, captions=captions) as sink:
             for first in batches:
                 b = min(s.batch_size, n - first)
                 stream = {k: v[first:first + b] for k, v in streams.items()}
                 stream["fps"] = torch.full((b,), s.fps)
                 cond = None if start is None else start.expand(b, -1, -1, -1, -1)
+                # base latents (B, c, t, h, w) -> top-resolution pixels (B, C, T, H', W')
+                finish = None if not stages else partial(
+                    to_pixels, self.module, stages, stream=stream, num_frames=s.num_frames,
+                    size=size, generator=generator, on_stage=tick, **sampling)
                 if s.mode == "extend":
                     extend(self.module, stream=stream, num_samples=b, num_chunks=s.num_chunks,
-                           num_frames=s.num_frames, size=size, start=cond,
+                           num_frames=s.num_frames, size=size, start=cond, finish=finish,
                            emit=lambda px, first=first: sink.push(px, first=first),
-                           generator=generator, on_chunk=lambda: bar.update(1), **sampling)
+                           generator=generator, on_chunk=tick, **sampling)
                     continue
-                pixels = self.module.generate(
+                z = self.module.generate(
                     stream=stream, num_samples=b, num_frames=s.num_frames, size=size,
                     cond_pixels=cond, cond_mask=None if mask is None else mask.expand(b, -1),
-                    generator=generator, **sampling,
-                ).float()  # (B, C, T, H, W)
+                    generator=generator, decode=False, **sampling,
+                )  # (B, c, t, h, w)
+                tick()
+                pixels = (self.module.codec.decode(z) if finish is None else finish(z)).float()
                 sink.push(pixels, first=first)
                 kept.append(pixels.cpu())
-                bar.update(1)
             sink.close()
         bar.close()
         if kept:
@@ -128,8 +194,9 @@ class VideoPipeline:
     def _condition_streams(
         self, s: GenerationSettings
     ) -> tuple[dict[str, Tensor], list[str] | None, int]:
-        """Per-clip labels / text as stream tensors, contact-sheet captions, and the clip count."""
-        inputs = self.module.inputs
+        """Per-clip labels / text as stream tensors, contact-sheet captions, and the clip count
+        (from what the base takes, or in ``upscale`` the first SR stage)."""
+        inputs = self._conditioned().inputs
         if inputs.text:
             emb, mask = self._text(s)
             return {"text_emb": emb, "text_mask": mask}, s.prompts, emb.shape[0]
@@ -149,9 +216,13 @@ class VideoPipeline:
         if s.prompts and s.text_encoder:
             from walt.text_encoder import TextEncoder
 
-            return TextEncoder(s.text_encoder, max_length=self.module.hparams.get(
+            return TextEncoder(s.text_encoder, max_length=self._conditioned().hparams.get(
                 "text_max_length", 77))(s.prompts)
         raise ValueError("a text model needs text_embeddings, or prompts and a text_encoder")
+
+    def _conditioned(self):
+        """The module whose conditions (labels, text) the run's stream carries."""
+        return self.module if self.module is not None else self.sr_stages[0].module
 
     def _frames(self, s: GenerationSettings, size: tuple[int, int]) -> tuple[Tensor | None, Any]:
         """Known pixel frames ``(1, C, T0, H, W)`` and, for interpolation, the ``(1, t)`` mask."""
@@ -170,3 +241,14 @@ class VideoPipeline:
             return load_video(s.video, num_frames=s.num_frames, size=size), mask
         return None, None
 
+
+
+def _per_stage(levels: list[float] | None, n: int) -> list[float | None]:
+    """One noise level per stage from none, one for all, or one each."""
+    if not levels:
+        return [None] * n
+    if len(levels) == 1:
+        return list(levels) * n
+    if len(levels) != n:
+        raise ValueError(f"{len(levels)} SR noise levels for {n} stages")
+    return list(levels)

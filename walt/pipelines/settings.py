@@ -10,7 +10,9 @@ from typing import Any
 
 from common.atomic import atomic_open
 
-MODES = ("sample", "image", "predict", "interpolate", "extend")
+MODES = ("sample", "image", "predict", "interpolate", "extend", "upscale")
+# Modes that run a base model (``upscale`` runs only SR stages on a given video).
+BASE_MODES = MODES[:-1]
 
 
 @dataclass
@@ -18,22 +20,28 @@ class GenerationSettings:
     """Everything that decides the pixels of a run.
 
     Args:
-        checkpoint: the WALTModule checkpoint.
+        checkpoint: the base WALTModule checkpoint (none in ``upscale`` mode).
         mode: ``sample`` (class, unconditional or text), ``image`` (image to video), ``predict``
-            (video prediction from 5 frames), ``interpolate`` (keyframes) or ``extend`` (long
-            video by autoregressive extension).
+            (video prediction from 5 frames), ``interpolate`` (keyframes), ``extend`` (long
+            video by autoregressive extension) or ``upscale`` (the SR stages on ``video``).
         seed: seed of the one generator drawing every sample of the run.
         labels: class index per clip (class-conditional models).
         num_samples: clips for unconditional models.
         prompts, text_embeddings, text_encoder: text prompts (embedded by the local encoder at
             ``text_encoder``) or a file of precomputed embeddings (one clip per row).
         image, video: the conditioning image (``image``, ``extend``) or video (``predict``,
-            ``interpolate``, ``extend``).
+            ``interpolate``, ``extend``); in ``upscale`` the low-resolution video to upscale.
         keyframes: latent frame indices known in ``interpolate`` (negative count from the end).
         keyframe_every: or every k-th latent frame (and the last one) known.
         num_chunks: chunks of an ``extend`` run.
-        num_frames, size: pixel frames T and (H, W) of a clip (one chunk in ``extend``).
-        fps: the clip's frame rate: the condition of fps-conditioned models, and the files' rate.
+        num_frames, size: pixel frames T and base (H, W) of a clip (one chunk in ``extend``);
+            in ``upscale`` the frames taken from ``video`` (default all) and its (H, W) after
+            resizing and centre cropping (default its own).
+        fps: the clip's frame rate: the condition of fps-conditioned models, and the files' rate
+            (default 8, in ``upscale`` the video's).
+        sr_checkpoints: super-resolution stages (checkpoints or exports) run in order after the
+            base, each doubling H and W (W.A.L.T Sec. 4.5); the top one decodes.
+        sr_noise_levels: each stage's noise-conditioning level (default: the stage's own).
         sampler, sampler_options, num_inference_steps: the sampler.
         guidance_scale, guidance_schedule, guidance_min_scale, guidance_rescale: label/text
             classifier-free guidance.
@@ -41,7 +49,7 @@ class GenerationSettings:
         batch_size: clips sampled together.
     """
 
-    checkpoint: str
+    checkpoint: str | None = None
     mode: str = "sample"
     seed: int = 0
     labels: list[int] | None = None
@@ -56,7 +64,7 @@ class GenerationSettings:
     num_chunks: int = 4
     num_frames: int | None = None
     size: list[int] | None = None
-    fps: float = 8.0
+    fps: float | None = None
     sampler: str | None = None
     sampler_options: dict[str, Any] | None = None
     num_inference_steps: int | None = None
@@ -66,20 +74,36 @@ class GenerationSettings:
     guidance_rescale: float | None = None
     frame_guidance_scale: float | None = None
     batch_size: int = 8
+    sr_checkpoints: list[str] | None = None
+    sr_noise_levels: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.num_chunks < 1:
             raise ValueError(f"num_chunks must be >= 1, got {self.num_chunks}")
-        if self.fps <= 0:
+        if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
-        if self.mode in ("predict", "interpolate") and not self.video:
+        self._check_stages()
+        if self.mode in ("predict", "interpolate", "upscale") and not self.video:
             raise ValueError(f"mode {self.mode!r} needs video")
         if self.mode == "image" and not self.image:
             raise ValueError("mode 'image' needs image")
         if self.mode == "interpolate" and not (self.keyframes or self.keyframe_every):
             raise ValueError("mode 'interpolate' needs keyframes or keyframe_every")
+
+    def _check_stages(self) -> None:
+        stages = self.sr_checkpoints or []
+        if self.mode == "upscale" and not stages:
+            raise ValueError("mode 'upscale' needs sr_checkpoints (--sr SR.ckpt)")
+        if self.mode != "upscale" and not self.checkpoint:
+            raise ValueError(f"mode {self.mode!r} needs the base checkpoint")
+        levels = self.sr_noise_levels
+        if levels is not None and len(levels) not in (1, len(stages)):
+            raise ValueError(f"sr_noise_levels has {len(levels)} values for {len(stages)} SR "
+                             "stages: give one for all or one per stage")
+        if levels is not None and any(v < 0 for v in levels):
+            raise ValueError(f"sr_noise_levels must be >= 0, got {levels}")
 
     def save(self, path: str | Path) -> Path:
         """Write the settings as JSON, atomically."""
