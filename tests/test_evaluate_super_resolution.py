@@ -11,7 +11,8 @@ import torch
 from data.synthetic import write_synthetic
 from tests.walt_fixtures import FRAMES, SR_SIZE, tiny_sr_module, tiny_tokenizer_file
 from walt.evaluate.__main__ import main
-from walt.evaluate.super_resolution import evaluate_super_resolution, upsample2x
+from walt.evaluate.super_resolution import evaluate_super_resolution
+from walt.pipelines.cascade import bicubic_upsample
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def setup(tmp_path_factory):
 
 def test_bicubic_is_a_2x_upsampling_that_keeps_flat_clips():
     flat = torch.full((1, 3, 2, 4, 6), 0.25)
-    assert torch.allclose(upsample2x(flat), torch.full((1, 3, 2, 8, 12), 0.25), atol=1e-6)
+    assert torch.allclose(bicubic_upsample(flat, 2), torch.full((1, 3, 2, 8, 12), 0.25), atol=1e-6)
 
 
 def test_scores_sr_and_bicubic_per_clip(setup, tmp_path):

@@ -128,6 +128,11 @@ def test_cascade_from_the_command_line_writes_4x_clips(ckpts, tmp_path):
     saved = json.loads((out / "settings.json").read_text())
     assert saved["sr_checkpoints"] == [ckpts["sr1"], ckpts["sr2"]]
     assert saved["sr_noise_levels"] == [0.1, 0.1] and saved["size"] == [BASE, BASE]
+    # base | bicubic x4 | SR rows for each clip, frames shown at 2x (4 * BASE < 128 px)
+    from PIL import Image
+
+    sheet = Image.open(out / "cascade_sheet.png")
+    assert sheet.height == 2 * 3 * (2 * 4 * BASE + 2)
 
 
 def test_cascade_regenerates_from_settings(ckpts, tmp_path):

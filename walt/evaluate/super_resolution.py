@@ -33,14 +33,7 @@ from walt.evaluate.inputs import iter_media, read_clip
 from walt.lightning.generation import sampling_stream
 from walt.lightning.super_resolution import downsample_pixels
 from walt.media import contact_sheet
-
-
-def upsample2x(pixels: torch.Tensor) -> torch.Tensor:
-    """Bicubic 2x per side of ``(B, C, T, h, w)`` pixels in [-1, 1] (clamped after)."""
-    b = pixels.shape[0]
-    frames = rearrange(pixels, "b c t h w -> (b t) c h w")
-    big = F.interpolate(frames, scale_factor=2, mode="bicubic", align_corners=False)
-    return rearrange(big, "(b t) c h w -> b c t h w", b=b).clamp(-1.0, 1.0)
+from walt.pipelines.cascade import bicubic_upsample
 
 
 def reference_clips(
@@ -104,7 +97,7 @@ def evaluate_super_resolution(
         small = downsample_pixels(truth, mode=module.super_resolution.downsample)
         z_lr = module.codec.encode(small)  # (B, c, t, h/2f, w/2f)
         base = module.codec.decode(z_lr).float()  # (B, 3, T, H/2, W/2)
-        bicubic = upsample2x(base)
+        bicubic = bicubic_upsample(base, 2)
         stream = sampling_stream(labels=_batch_labels(module, labels, first, b))
         sr = module.generate(stream=stream, num_samples=b, num_frames=module.num_frames,
                              size=size, lowres_latents=z_lr, noise_level=level,

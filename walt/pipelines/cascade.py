@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
+
+from walt.media import contact_sheet
 
 # Tokenizer settings that only change how a decode is scheduled, not the latent space.
 _SCHEDULING = ("stream_above", "stream_chunk", "stream_frames", "tile_above", "tile_size",
@@ -135,3 +140,28 @@ def to_pixels(
     if stages:
         z = upscale(stages, z, **kwargs)
     return top_codec(base, stages).decode(z)  # (B, C, T, H', W')
+
+
+def bicubic_upsample(pixels: Tensor, scale: int) -> Tensor:
+    """Bicubic upsampling of ``(B, C, T, h, w)`` pixels in [-1, 1] by ``scale`` per side, the
+    baseline an SR stage must beat (clamped after: bicubic overshoots at edges)."""
+    b = pixels.shape[0]
+    frames = rearrange(pixels.float(), "b c t h w -> (b t) c h w")
+    big = F.interpolate(frames, scale_factor=scale, mode="bicubic", align_corners=False)
+    return rearrange(big, "(b t) c h w -> b c t h w", b=b).clamp(-1.0, 1.0)
+
+
+def cascade_sheet(base: Tensor, top: Tensor, path: str | Path, *, max_clips: int = 4) -> Path:
+    """A contact sheet comparing, per clip, the base clip (nearest-neighbour enlarged), its bicubic
+    upsampling and the cascade's output: ``base`` (B, C, T, h, w) and ``top`` (B, C, T, H, W)
+    pixels with ``H = s h``."""
+    scale = top.shape[-1] // base.shape[-1]
+    b = min(max_clips, base.shape[0])
+    base, top = base[:b].float().cpu(), top[:b].float().cpu()
+    nearest = rearrange(F.interpolate(rearrange(base, "b c t h w -> (b t) c h w"),
+                                      scale_factor=scale, mode="nearest"),
+                        "(b t) c h w -> b c t h w", b=b)
+    rows = torch.stack([nearest, bicubic_upsample(base, scale), top], dim=1)  # (b, 3, C, T, H, W)
+    names = ["base", f"bicubic x{scale}", "SR"] * b
+    return contact_sheet(rows.flatten(0, 1), path, labels=names,
+                         scale=2 if top.shape[-2] < 128 else 1)

@@ -31,7 +31,14 @@ from tqdm.auto import tqdm
 from common.atomic import atomic_path
 from walt.diffusion.frame_masks import keyframe_indices
 from walt.lightning.generation import sampling_stream
-from walt.pipelines.cascade import SRStage, check_stages, load_stage, output_size, to_pixels
+from walt.pipelines.cascade import (
+    SRStage,
+    cascade_sheet,
+    check_stages,
+    load_stage,
+    output_size,
+    to_pixels,
+)
 from walt.pipelines.extend import OVERLAP_FRAMES, extend, extended_length
 from walt.pipelines.inputs import load_image, load_text_embeddings, load_video, video_frames
 from walt.pipelines.outputs import ClipSink
@@ -183,6 +190,8 @@ class VideoPipeline:
                 pixels = (self.module.codec.decode(z) if finish is None else finish(z)).float()
                 sink.push(pixels, first=first)
                 kept.append(pixels.cpu())
+                if stages and first == 0:  # base | bicubic | SR of the first clips
+                    cascade_sheet(self.module.codec.decode(z), pixels, out / "cascade_sheet.png")
             sink.close()
         bar.close()
         if kept:
