@@ -138,10 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reconstruct", metavar="TOKENIZER",
                         help="score the tokenizer's reconstructions of the shards' clips")
     parser.add_argument("--size", type=int, default=32, help="clip size for --reconstruct")
+    parser.add_argument("--num-frames", type=int, default=17, help="clip frames for --reconstruct")
     parser.add_argument("--json", help="also write the --reconstruct score here")
     args = parser.parse_args(argv)
     if args.reconstruct:
-        score = evaluate_reconstructions(args.reconstruct, args.shards, size=args.size)
+        score = evaluate_reconstructions(args.reconstruct, args.shards, size=args.size,
+                                         num_frames=args.num_frames)
         if args.json:
             with atomic_open(args.json, "w") as f:
                 f.write(json.dumps(score, indent=2))
