@@ -29,12 +29,16 @@ test-slow: $(STAMP)
 # and 4-chunk long videos by autoregressive extension with their drift and per-chunk scores.
 # Every stage is an ordinary command (README, "Quickstart"); QS is the output folder.
 QS ?= outputs/quickstart
-SHAPES := --size 32 --frames 17 --shapes circle,square --colors red,blue --directions left,right
+# Rendered at 64x64 (the super-resolution stage's ground truth); the tokenizer and the base stage
+# train at 32x32 through the data pipeline's antialiased resize. Wrapping motion (on a torus) so
+# that long videos can go on moving (data/synthetic.py, --motion).
+SHAPES := --size 64 --frames 17 --shapes circle,square --colors red,blue --directions left,right --motion wrap
 quickstart: $(STAMP)
 	rm -rf $(QS)
 	$(BIN)/python -m data.synthetic '$(QS)/data/train-%06d.tar' $(SHAPES) --num-videos 1024 --num-images 256 --samples-per-shard 160 --seed 0
 	$(BIN)/python -m data.synthetic '$(QS)/data/val-%06d.tar' $(SHAPES) --num-videos 64 --samples-per-shard 64 --seed 1
 	$(BIN)/python train.py fit --config configs/tokenizer/tiny_cpu.yaml
+	$(BIN)/python -m walt.evaluate_synthetic --reconstruct $(QS)/tokenizer/tokenizer.safetensors --shards '$(QS)/data/val-000000.tar' --size 32 --json $(QS)/tokenizer/reconstruct.json
 	$(BIN)/python -m tokenizer.latent_stats $(QS)/tokenizer/tokenizer.safetensors '$(QS)/data/train-{000000..000007}.tar' --size 32 --num-frames 17 --max-samples 256
 	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/latents/train-%06d.tar' --videos '$(QS)/data/train-{000000..000007}.tar' --size 32 --num-frames 17 --max-samples-per-shard 512 --num-workers 1
 	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/latents/val-%06d.tar' --videos '$(QS)/data/val-000000.tar' --size 32 --num-frames 17 --num-workers 1

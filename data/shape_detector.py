@@ -3,10 +3,14 @@
 For one clip ``(3, T, H, W)`` (floats in [-1, 1] or uint8) it estimates:
 
 - colour: the hue of the object's core pixels, nearest palette hue (hues are 60 deg apart);
-- direction: the larger-axis displacement of the mask centroid from the first to the last
-  quarter of the clip;
+- direction: the larger axis of the summed per-frame displacement of the mask centroid, both
+  taken on the circle (the frame as a torus), so an object that leaves one edge and re-enters at
+  the opposite one (``data.synthetic --motion wrap``) still moves one way; straight motion
+  (displacements far below half the frame) reads as before;
 - shape: the fill ratio of the mask in its bounding box (square ~1, circle ~pi/4, triangle
-  ~1/2), median over frames.
+  ~1/2), median over the frames where the object does not touch the border (a cut object has
+  the wrong fill); when it touches the border in every frame, the frames rolled by half their
+  size (whole again on the torus).
 
 The mask is the set of pixels farther from the background colour (the border median) than half
 the object's contrast, which keeps the area stable under blur.
@@ -83,22 +87,35 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
 def _shape(raw: np.ndarray, opened: np.ndarray) -> str | None:
     """Median fill ratio over frames. The opened mask finds the object (no noise specks), but
     area and box come from the raw mask around it, since opening would cut the triangle's apex."""
-    fills = []
-    for frame, clean in zip(raw, opened):
-        ys, xs = np.nonzero(clean)
-        if len(ys) < 9:
-            continue
-        top, left = max(ys.min() - 2, 0), max(xs.min() - 2, 0)
-        region = frame[top : ys.max() + 3, left : xs.max() + 3]
-        ys, xs = np.nonzero(region)
-        box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
-        fills.append(len(ys) / box)
+    fills = _fills(raw, opened)
+    if not fills:  # touching the border throughout: on the torus, half a frame away it is whole
+        height, width = raw.shape[1:]
+        rolled = [np.roll(m, (height // 2, width // 2), axis=(1, 2)) for m in (raw, opened)]
+        fills = _fills(*rolled)
     if not fills:
         return None
     fill = float(np.median(fills))
     if fill >= _SQUARE_MIN_FILL:
         return "square"
     return "circle" if fill >= _CIRCLE_MIN_FILL else "triangle"
+
+
+def _fills(raw: np.ndarray, opened: np.ndarray) -> list[float]:
+    """Fill ratios of the frames whose object is found and does not touch the border."""
+    fills = []
+    height, width = raw.shape[1:]
+    for frame, clean in zip(raw, opened):
+        ys, xs = np.nonzero(clean)
+        if len(ys) < 9 or ys.min() == 0 or xs.min() == 0 or ys.max() == height - 1 or (
+            xs.max() == width - 1
+        ):
+            continue
+        top, left = max(ys.min() - 2, 0), max(xs.min() - 2, 0)
+        region = frame[top : ys.max() + 3, left : xs.max() + 3]
+        ys, xs = np.nonzero(region)
+        box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        fills.append(len(ys) / box)
+    return fills
 
 
 def _color(pixels: np.ndarray) -> str | None:
@@ -113,22 +130,35 @@ def _color(pixels: np.ndarray) -> str | None:
 
 
 def _direction(mask: np.ndarray) -> str | None:
-    centres = []
-    for frame in mask:
-        ys, xs = np.nonzero(frame)
-        centres.append((xs.mean(), ys.mean()) if len(ys) else (np.nan, np.nan))
-    centres_array = np.array(centres)
-    quarter = max(1, len(centres) // 4)
-    if len(centres) < 2:
+    """Direction of the summed circular displacement of the mask centroid over frames."""
+    if len(mask) < 2:
         return None
-    start = np.nanmean(centres_array[:quarter], axis=0)
-    end = np.nanmean(centres_array[-quarter:], axis=0)
-    dx, dy = end - start
-    if not np.isfinite([dx, dy]).all() or max(abs(dx), abs(dy)) < 1.0:
+    centres = np.array([_circular_centroid(frame) for frame in mask])  # (T, 2) x, y
+    found = centres[np.isfinite(centres).all(axis=1)]
+    if len(found) < 2:
+        return None
+    size = np.array(mask.shape[:0:-1], dtype=np.float64)  # (W, H)
+    # Each step wrapped into [-size/2, size/2): re-entering at the far edge is a small step.
+    steps = (np.diff(found, axis=0) + size / 2) % size - size / 2
+    dx, dy = steps.sum(axis=0)
+    if max(abs(dx), abs(dy)) < 1.0:
         return None
     if abs(dx) >= abs(dy):
         return "right" if dx > 0 else "left"
     return "down" if dy > 0 else "up"
+
+
+def _circular_centroid(frame: np.ndarray) -> tuple[float, float]:
+    """(x, y) centroid of a ``(H, W)`` mask on the torus: the angle of the mean of the pixels'
+    positions as points on the unit circle, so an object split across an edge is one object."""
+    ys, xs = np.nonzero(frame)
+    if not len(ys):
+        return np.nan, np.nan
+    centre = []
+    for coords, size in ((xs, frame.shape[1]), (ys, frame.shape[0])):
+        angle = np.angle(np.exp(2j * np.pi * coords / size).mean())
+        centre.append((angle / (2 * np.pi) * size) % size)
+    return centre[0], centre[1]
 
 
 def parse_class_name(name: str) -> tuple[str, str, str]:

@@ -4,13 +4,23 @@ Usage::
 
     python -m data.synthetic OUT_PATTERN [--num-videos 300] [--num-images 0] [--frames 17]
         [--size 64] [--fps 8] [--shapes circle,square] [--colors red,blue]
-        [--directions left,right] [--seed 0]
+        [--directions left,right] [--motion straight|wrap] [--speed 0.03,0.06] [--seed 0]
 
-Each clip shows one flat-coloured shape on a plain dark background moving in a straight line
-across the frame. A class is a (shape, colour, direction) triple; ``cls`` is its index in
-:func:`class_names` order, ``txt`` a caption such as "a red circle moving left", and ``json``
-holds the class-name list and the object's true per-frame centre. Images are the first frame of
-a clip of the same class. Everything is a function of ``--seed``.
+Each clip shows one flat-coloured shape on a plain dark background moving in a straight line.
+A class is a (shape, colour, direction) triple; ``cls`` is its index in :func:`class_names`
+order, ``txt`` a caption such as "a red circle moving left", and ``json`` holds the class-name
+list and the object's true per-frame centre. Images are the first frame of a clip of the same
+class. Everything is a function of ``--seed``.
+
+``--motion`` chooses how the object moves:
+
+- ``straight`` (the default): one run across 60-90% of the frame, inside it from the first
+  frame to the last. A clip has a start and an end: extended past its length (W.A.L.T App. A,
+  autoregressive extension) the object has nowhere left to go, so a model trained on such clips
+  parks it at the edge and the long video loses its direction.
+- ``wrap``: constant velocity on a torus, ``--speed MIN,MAX`` frame widths per frame (drawn per
+  clip); the object leaves one edge and re-enters at the opposite one, so every window of a clip
+  looks like every other and a clip can be extended indefinitely without leaving its class.
 """
 
 from __future__ import annotations
@@ -39,6 +49,8 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 BACKGROUND: tuple[int, int, int] = (24, 24, 24)
+MOTIONS: tuple[str, ...] = ("straight", "wrap")
+WRAP_SPEED: tuple[float, float] = (0.03, 0.06)  # frame widths per frame: 1-2 px at 32 px
 _SUPERSAMPLE = 4  # sub-pixel samples per axis for anti-aliased edges
 
 
@@ -106,39 +118,60 @@ def shape_mask(shape: str, center: tuple[float, float], radius: float, size: int
 
 
 def trajectory(
-    direction: str, *, frames: int, size: int, object_size: int, rng: np.random.Generator
+    direction: str, *, frames: int, size: int, object_size: int, rng: np.random.Generator,
+    motion: str = "straight", speed: tuple[float, float] = WRAP_SPEED,
 ) -> np.ndarray:
-    """``(T, 2)`` object centres (x, y): a straight run across most of the frame."""
+    """``(T, 2)`` object centres (x, y) of one clip (module docstring, ``--motion``).
+
+    ``straight``: a run across 60-90% of the frame, the object inside it throughout. ``wrap``:
+    constant velocity, ``speed`` frame widths per frame, centres taken modulo ``size``.
+    """
     margin = object_size / 2 + 1
-    travel = (size - 2 * margin) * rng.uniform(0.6, 0.9)
     step_x, step_y = DIRECTIONS[direction]
-    start_along = rng.uniform(margin, size - margin - travel)
-    across = rng.uniform(margin, size - margin)
-    progress = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
-    along = start_along + travel * progress
-    if step_x + step_y < 0:  # left or up: run from the far end back towards 0
-        along = size - along
+    across = rng.uniform(margin, size - margin)  # the object never wraps across its motion
+    if motion == "straight":
+        travel = (size - 2 * margin) * rng.uniform(0.6, 0.9)
+        start_along = rng.uniform(margin, size - margin - travel)
+        progress = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
+        along = start_along + travel * progress
+        if step_x + step_y < 0:  # left or up: run from the far end back towards 0
+            along = size - along
+    elif motion == "wrap":
+        velocity = rng.uniform(*speed) * size * (step_x + step_y)  # signed px per frame
+        along = (rng.uniform(0.0, size) + velocity * np.arange(frames)) % size
+    else:
+        raise ValueError(f"unknown motion {motion!r}; choose from {list(MOTIONS)}")
     xs, ys = (along, np.full(frames, across)) if step_x else (np.full(frames, across), along)
     return np.stack([xs, ys], axis=1)
 
 
 def render_clip(
-    cls: ShapeClass, *, frames: int, size: int, object_size: int, rng: np.random.Generator
+    cls: ShapeClass, *, frames: int, size: int, object_size: int, rng: np.random.Generator,
+    motion: str = "straight", speed: tuple[float, float] = WRAP_SPEED,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(T, size, size, 3)`` uint8 frames and the ``(T, 2)`` true centres."""
-    centres = trajectory(cls.direction, frames=frames, size=size, object_size=object_size, rng=rng)
+    centres = trajectory(cls.direction, frames=frames, size=size, object_size=object_size,
+                         rng=rng, motion=motion, speed=speed)
     background = np.array(BACKGROUND, dtype=np.float32)
     color = np.array(COLORS[cls.color], dtype=np.float32)
+    step_x, step_y = DIRECTIONS[cls.direction]
+    # On the torus the object is also drawn one frame width behind and ahead along its motion,
+    # so the part that leaves one edge shows at the opposite one.
+    copies = (-size, 0, size) if motion == "wrap" else (0,)
     out = np.empty((frames, size, size, 3), dtype=np.uint8)
     for index, (cx, cy) in enumerate(centres):
-        cover = shape_mask(cls.shape, (cx, cy), object_size / 2, size)[..., None]
-        out[index] = np.round(background + cover * (color - background)).astype(np.uint8)
+        cover = np.zeros((size, size))
+        for shift in copies:
+            centre = (cx + shift * abs(step_x), cy + shift * abs(step_y))
+            cover = np.maximum(cover, shape_mask(cls.shape, centre, object_size / 2, size))
+        out[index] = np.round(background + cover[..., None] * (color - background)).astype(np.uint8)
     return out, centres
 
 
 def make_sample(
     index: int, classes: list[ShapeClass], *, frames: int, size: int, object_size: int,
-    fps: float, seed: int, image: bool,
+    fps: float, seed: int, image: bool, motion: str = "straight",
+    speed: tuple[float, float] = WRAP_SPEED,
 ) -> dict[str, Any]:
     """Sample ``index`` (class ``index % len(classes)``), fully determined by ``seed``."""
     from data.encode import encode_video
@@ -146,12 +179,13 @@ def make_sample(
     label = index % len(classes)
     cls = classes[label]
     rng = np.random.default_rng([seed, index, int(image)])
-    clip, centres = render_clip(cls, frames=frames, size=size, object_size=object_size, rng=rng)
+    clip, centres = render_clip(cls, frames=frames, size=size, object_size=object_size, rng=rng,
+                                motion=motion, speed=speed)
     meta = {
         "kind": "image" if image else "video",
         "class_name": cls.name, "class_names": [c.name for c in classes],
         "shape": cls.shape, "color": cls.color, "direction": cls.direction,
-        "size": size, "object_size": object_size, "seed": seed,
+        "size": size, "object_size": object_size, "seed": seed, "motion": motion,
         "trajectory": np.round(centres[:1] if image else centres, 3).tolist(),
     }
     sample: dict[str, Any] = {"cls": str(label), "txt": cls.caption}
@@ -171,8 +205,17 @@ def write_synthetic(
     size: int = 64, fps: float = 8.0, object_size: int | None = None,
     shapes: Sequence[str] = SHAPES, colors: Sequence[str] = tuple(COLORS),
     directions: Sequence[str] = tuple(DIRECTIONS), seed: int = 0, samples_per_shard: int = 100,
+    motion: str = "straight", speed: tuple[float, float] = WRAP_SPEED,
 ) -> dict[str, Any]:
-    """Write the shards; returns ``{"videos", "images", "shards", "class_names"}``."""
+    """Write the shards; returns ``{"videos", "images", "shards", "class_names"}``.
+
+    ``motion`` is "straight" or "wrap" and ``speed`` the wrap speed range in frame widths per
+    frame (module docstring).
+    """
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {list(MOTIONS)}, got {motion!r}")
+    if len(speed) != 2 or not 0 < speed[0] <= speed[1] < 0.5:
+        raise ValueError(f"speed must be MIN,MAX frame widths per frame in (0, 0.5), got {speed}")
     if size % 2 or size < 16:
         raise ValueError(f"size must be even and >= 16, got {size}")
     object_size = object_size or max(8, round(size * 0.3))
@@ -185,7 +228,8 @@ def write_synthetic(
     with ShardSink(pattern, max_samples=samples_per_shard, mtime=0.0) as sink:
         for index, image in kinds:
             sink.write(make_sample(index, classes, frames=frames, size=size, fps=fps, seed=seed,
-                                   object_size=object_size, image=image))
+                                   object_size=object_size, image=image, motion=motion,
+                                   speed=speed))
     shards = len(sink.paths)
     return {"videos": num_videos, "images": num_images, "shards": shards,
             "class_names": [c.name for c in classes]}
@@ -207,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shapes", type=_names, default=list(SHAPES))
     parser.add_argument("--colors", type=_names, default=list(COLORS))
     parser.add_argument("--directions", type=_names, default=list(DIRECTIONS))
+    parser.add_argument("--motion", choices=MOTIONS, default="straight",
+                        help="straight: one run inside the frame; wrap: on a torus (extendable)")
+    parser.add_argument("--speed", type=lambda text: tuple(float(v) for v in text.split(",")),
+                        default=WRAP_SPEED, help="wrap speed range MIN,MAX in frame widths/frame")
     parser.add_argument("--samples-per-shard", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -216,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.pattern, num_videos=args.num_videos, num_images=args.num_images, frames=args.frames,
         size=args.size, fps=args.fps, object_size=args.object_size, shapes=args.shapes,
         colors=args.colors, directions=args.directions, seed=args.seed,
-        samples_per_shard=args.samples_per_shard,
+        samples_per_shard=args.samples_per_shard, motion=args.motion, speed=args.speed,
     )
     print(f"wrote {summary['videos']} videos and {summary['images']} images into "
           f"{summary['shards']} shard(s) ({args.pattern}); {len(summary['class_names'])} classes")

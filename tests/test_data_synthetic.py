@@ -16,7 +16,16 @@ import webdataset as wds
 from data.datamodule import WebVideoDataModule
 from data.make_shards import main as make_shards_main
 from data.shape_detector import detect_shape, parse_class_name, score_samples
-from data.synthetic import class_names, write_synthetic
+from data.synthetic import (
+    COLORS,
+    DIRECTIONS,
+    SHAPES,
+    WRAP_SPEED,
+    class_list,
+    class_names,
+    render_clip,
+    write_synthetic,
+)
 from data.synthetic import main as synthetic_main
 
 
@@ -146,3 +155,68 @@ def test_make_shards_sidecars_and_labels(tmp_path: Path, shapes_shards: tuple[Pa
     assert meta["fps"] == 8.0 and meta["frames"] == 17 and meta["class_name"] == "cat"
     assert meta["source"] == "cats/one.mp4" and (meta["width"], meta["height"]) == (64, 64)
     assert by_key["two"]["cls"] == b"1" and "txt" not in by_key["two"]
+
+
+def _clip(shape: str, color: str, direction: str, *, motion: str, seed: int, frames: int = 17,
+          speed: tuple[float, float] = WRAP_SPEED) -> tuple[torch.Tensor, np.ndarray]:
+    """A rendered ``(3, T, 32, 32)`` clip in [-1, 1] and its ``(T, 2)`` true centres."""
+    cls = class_list([shape], [color], [direction])[0]
+    frames_np, centres = render_clip(cls, frames=frames, size=32, object_size=10,
+                                     rng=np.random.default_rng(seed), motion=motion, speed=speed)
+    return torch.from_numpy(frames_np).permute(3, 0, 1, 2).float() / 127.5 - 1, centres
+
+
+@pytest.mark.parametrize("motion", ["straight", "wrap"])
+def test_detector_reads_every_shape_colour_and_direction(motion: str) -> None:
+    # every shape x direction, the colours cycling through all six
+    combos = [(s, d) for s in SHAPES for d in DIRECTIONS]
+    colors = list(COLORS)
+    clips, names = [], []
+    for i, (shape, direction) in enumerate(combos):
+        for j in range(2):
+            color = colors[(2 * i + j) % len(colors)]
+            clips.append(_clip(shape, color, direction, motion=motion, seed=10 * i + j)[0])
+            names.append(f"{color} {shape} moving {direction}")
+    scores = score_samples(torch.stack(clips), names)
+    assert scores["joint"] == 1.0 and scores["moving_object"] == 1.0, scores
+
+
+def test_wrap_motion_crosses_the_edge_and_keeps_its_direction() -> None:
+    # 1.7-2 frame widths in 17 frames: every clip re-enters at the opposite edge
+    for i, direction in enumerate(DIRECTIONS):
+        clip, centres = _clip("triangle", "green", direction, motion="wrap", seed=i,
+                              speed=(0.1, 0.12))
+        along = centres[:, 0 if direction in ("left", "right") else 1]
+        step = np.diff(along)
+        assert (np.abs(step) > 16).sum() >= 1  # wrapped around at least once
+        steady = step[np.abs(step) < 16]
+        assert np.allclose(steady, steady[0])  # constant velocity
+        found = detect_shape(clip)
+        assert (found.shape, found.color, found.direction) == ("triangle", "green", direction)
+        # halves of the clip are read alike: it can be extended without changing class
+        assert detect_shape(clip[:, 8:]).direction == direction
+
+
+def test_detector_measures_shape_away_from_the_border() -> None:
+    # a square half out of the left edge reads as a narrow rectangle: not measured there
+    clip, centres = _clip("square", "red", "left", motion="wrap", seed=3, frames=40)
+    touching = (centres[:, 0] < 7) | (centres[:, 0] > 25)
+    assert touching.any() and (~touching).any()
+    assert detect_shape(clip).shape == "square"
+    # every frame touching the border: measured on the frames rolled by half (the torus)
+    cut = clip[:, touching]
+    assert detect_shape(cut).shape == "square"
+
+
+def test_motion_option_and_its_errors(tmp_path: Path) -> None:
+    code = synthetic_main([str(tmp_path / "s-%06d.tar"), "--num-videos", "2", "--frames", "5",
+                           "--size", "32", "--motion", "wrap", "--speed", "0.05,0.05"])
+    assert code == 0
+    meta = json.loads(_samples(str(tmp_path / "s-000000.tar"))[0]["json"])
+    assert meta["motion"] == "wrap"
+    steps = (np.diff(np.array(meta["trajectory"])[:, 0]) + 16) % 32 - 16  # on the torus
+    assert meta["direction"] == "left" and np.allclose(steps, -1.6, atol=0.01)
+    with pytest.raises(ValueError, match="motion"):
+        write_synthetic(str(tmp_path / "x-%06d.tar"), motion="bounce")
+    with pytest.raises(ValueError, match="speed"):
+        write_synthetic(str(tmp_path / "y-%06d.tar"), motion="wrap", speed=(0.2, 0.1))

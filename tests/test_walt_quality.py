@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import lightning.pytorch as pl
 import numpy as np
@@ -12,6 +13,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from data.synthetic import class_list, render_clip, write_synthetic
 from tests.walt_fixtures import clip_stream, repeat_loader, tiny_module, tiny_tokenizer_file
+from walt.evaluate_synthetic import evaluate_reconstructions
+from walt.evaluate_synthetic import main as evaluate_synthetic_main
 from walt.lightning.quality import QUALITY_KEYS, GenerationQuality
 
 CLASSES = dict(shapes=["square"], colors=["red"], directions=["left", "right", "down"])
@@ -91,3 +94,30 @@ def test_bad_arguments_are_named():
         GenerationQuality(class_names_from="x.tar", every_n_steps=-1)
     with pytest.raises(ValueError, match="per_class"):
         GenerationQuality(class_names_from="x.tar", per_class=0)
+
+
+class _Identity(torch.nn.Module):
+    """A lossless stand-in tokenizer: its "latents" are the pixels."""
+
+    def encode(self, pixels, pad=True):
+        return pixels
+
+    def decode(self, latents, crop_to=None):
+        return latents
+
+
+def test_reconstruction_scores_are_the_tokenizers_ceiling(tmp_path, monkeypatch):
+    pattern = str(tmp_path / "val-%06d.tar")
+    write_synthetic(pattern, num_videos=4, frames=9, size=64, motion="wrap", **CLASSES)
+    shards, out = str(tmp_path / "val-000000.tar"), tmp_path / "recon.json"
+    tokenizer = tiny_tokenizer_file(tmp_path / "tok.safetensors")  # untrained: blurs all away
+    evaluate_synthetic_main(["--reconstruct", str(tokenizer), "--shards", shards,
+                             "--num-frames", "9", "--json", str(out)])
+    untrained = json.loads(out.read_text())
+    assert untrained["input_joint"] == 1.0 and untrained["count"] == 4
+    assert untrained["joint"] < 1.0 and untrained["psnr"] < 25 and untrained["size"] == 32
+    monkeypatch.setattr("tokenizer.loading.load_tokenizer", lambda path: _Identity())
+    lossless = evaluate_reconstructions("any", shards, size=32, num_frames=9)
+    assert lossless["joint"] == 1.0 and lossless["psnr"] > 60
+    with pytest.raises(SystemExit):
+        evaluate_synthetic_main(["--shards", shards])  # neither samples nor --reconstruct

@@ -2,6 +2,7 @@
 
     python -m walt.evaluate_synthetic SAMPLES_DIR --shards PATTERN [--metrics CSV]
     python -m walt.evaluate_synthetic LONG_DIR --shards PATTERN --chunk-frames 12 --seam-overlap 5
+    python -m walt.evaluate_synthetic --reconstruct TOKENIZER --shards PATTERN [--size 32]
 
 ``SAMPLES_DIR`` is the output of ``python -m walt.generate`` (its ``samples.pt``). The class names
 come from the shards' metadata. A deterministic detector (``data.shape_detector``) reads each
@@ -14,6 +15,11 @@ With ``--chunk-frames`` (long videos of ``python -m walt.generate --mode extend`
 (``walt.evaluate.drift.chunk_starts``), the requested classes come from ``settings.json``, and
 ``chunk_score.json`` holds the detector's rates per chunk: how well colour and direction survive
 extension.
+
+With ``--reconstruct TOKENIZER`` (an export or checkpoint), the shards' clips at ``--size`` are
+encoded and decoded by the tokenizer and the reconstructions scored against their own labels,
+with their mean PSNR: the tokenizer's ceiling on what a W.A.L.T trained on its latents can
+score (``--json`` writes it).
 """
 
 from __future__ import annotations
@@ -86,17 +92,64 @@ def evaluate_chunks(
     return scores
 
 
+@torch.no_grad()
+def evaluate_reconstructions(
+    tokenizer: str | Path, shards: str, *, size: int, num_frames: int = 17, batch_size: int = 16
+) -> dict:
+    """Detector rates of the tokenizer's reconstructions of the labelled clips in ``shards``,
+    next to the rates of the clips themselves (``input_*``) and the mean PSNR in dB."""
+    from data.datamodule import WebVideoDataModule
+    from tokenizer.loading import load_tokenizer
+    from tokenizer.metrics import psnr
+
+    vae = load_tokenizer(tokenizer)
+    names = class_names_from_shards(shards)
+    module = WebVideoDataModule(val_videos=shards, num_frames=num_frames, size=size,
+                                batch_size=batch_size, num_workers=0)
+    module.setup("validate")
+    inputs, recons, labels = [], [], []
+    for batch in module.val_dataloader():
+        pixels = batch["video"]["pixels"]  # (B, 3, T, H, W)
+        recon = vae.decode(vae.encode(pixels, pad=True), crop_to=pixels.shape[2:]).clamp(-1, 1)
+        inputs.append(pixels)
+        recons.append(recon)
+        labels += [names[v] for v in batch["video"]["label"].tolist()]
+    if not labels:
+        raise ValueError(f"no labelled clips in {shards}")
+    pixels, recon = torch.cat(inputs), torch.cat(recons)
+    score = score_samples(recon, labels)
+    score.update({f"input_{k}": v for k, v in score_samples(pixels, labels).items()
+                  if k in ("shape", "color", "direction", "joint")})
+    score["psnr"] = float(psnr(recon, pixels).mean())
+    score["size"] = float(size)
+    return score
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Score generated moving-shapes clips.")
-    parser.add_argument("samples_dir", help="folder written by python -m walt.generate")
+    parser.add_argument("samples_dir", nargs="?",
+                        help="folder written by python -m walt.generate")
     parser.add_argument("--shards", required=True, help="a shard pattern of the training data")
     parser.add_argument("--metrics", help="CSVLogger metrics.csv, for a loss-curve PNG")
     parser.add_argument("--chunk-frames", type=int,
                         help="score each chunk of long videos (new frames per chunk)")
     parser.add_argument("--seam-overlap", type=int, default=5,
                         help="frames a chunk shares with the previous one (5 for extension)")
+    parser.add_argument("--reconstruct", metavar="TOKENIZER",
+                        help="score the tokenizer's reconstructions of the shards' clips")
+    parser.add_argument("--size", type=int, default=32, help="clip size for --reconstruct")
+    parser.add_argument("--num-frames", type=int, default=17, help="clip frames for --reconstruct")
+    parser.add_argument("--json", help="also write the --reconstruct score here")
     args = parser.parse_args(argv)
-    if args.chunk_frames:
+    if args.reconstruct:
+        score = evaluate_reconstructions(args.reconstruct, args.shards, size=args.size,
+                                         num_frames=args.num_frames)
+        if args.json:
+            with atomic_open(args.json, "w") as f:
+                f.write(json.dumps(score, indent=2))
+    elif args.samples_dir is None:
+        parser.error("samples_dir is required (or --reconstruct TOKENIZER)")
+    elif args.chunk_frames:
         score = evaluate_chunks(args.samples_dir, args.shards, chunk_frames=args.chunk_frames,
                                 seam_overlap=args.seam_overlap)
     else:
