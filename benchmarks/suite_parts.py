@@ -13,7 +13,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from flops import conv3d_flops  # noqa: E402
+from flops import backbone_flops, conv3d_flops  # noqa: E402
 from harness import MemoryProbe, isolated, time_runs  # noqa: E402
 
 Part = dict[str, Any]
