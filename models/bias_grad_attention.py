@@ -18,8 +18,13 @@ Dao 2023, Alg. 2, at chunk rather than tile granularity):
     dbias = sum over the bias' broadcast dims of dS
     dq = dS k * scale,  dk = dS^T q * scale
 
-Peak extra memory is one chunk of scores, not the whole batch of them. Results equal the math
-path to float tolerance (``tests/test_models_attention.py``).
+Peak extra memory is one chunk of scores, not the whole batch of them. A chunk is a block of
+``(batch, head)`` rows that is a plain view of every operand and of the bias (whole heads of some
+samples, or a run of heads of one sample), so the bias is read and its gradient accumulated
+in place, reduced over the dims the bias broadcasts; no rows are gathered or scattered. The
+softmax scale is folded into the small ``q`` / ``k`` operands and ``- lse`` / ``- delta`` into
+the matmuls' inputs, and ``dq, dk, dv`` are written by the matmuls themselves (``out=``).
+Results equal the math path to float tolerance (``tests/test_models_attention.py``).
 """
 
 from __future__ import annotations
