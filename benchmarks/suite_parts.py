@@ -104,11 +104,11 @@ def backbone(*, opts: dict[str, Any], ceilings: Part | None = None) -> Part:
              "both with 5x8x8 ST windows. Step = forward + backward + AdamW, batch 1, fp32. "
              "MFU = analytic model FLOPs (benchmarks/flops.py) / step time / fp32 matmul peak."]
     if not opts["quick"] and opts["device"] == "cpu":
-        big = {m: backbone_flops(m, (5, 64, 112), depth=2, hidden=cfg["hidden"], spatial_window=w)
-               for m, w in (("walt", None), ("walt", (16, 16)), ("latte", None),
-                            ("cogvideox", None))}
-        tflop = ", ".join(f"{m} {f['total'] / 1e12:.1f}" for m, f in zip(
-            ("walt", "walt-sw16", "latte", "cogvideox"), big.values()))
+        variants = (("walt", "walt", None), ("walt-sw16", "walt", (16, 16)),
+                    ("latte", "latte", None), ("cogvideox", "cogvideox", None))
+        big = [(name, backbone_flops(m, (5, 64, 112), depth=2, hidden=cfg["hidden"],
+                                     spatial_window=w)) for name, m, w in variants]
+        tflop = ", ".join(f"{name} {f['total'] / 1e12:.1f}" for name, f in big)
         notes.append("On CPU: 2 blocks (S, ST; Latte 1 spatial + 1 temporal), one timed step "
                      "without warm-up, and 5x64x112 (35,840 tokens) not timed: a 2-block step "
                      f"there is, in TFLOP, {tflop} (minutes to tens of minutes on 2 cores).")
