@@ -99,16 +99,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for note in part.get("notes", []):
             print(f"\n{note}")
         sys.stdout.flush()
-    meta["load_average_after"] = list(os.getloadavg())
-    result = {"meta": meta, "options": opts, "parts": parts}
+        meta["load_average_after"] = list(os.getloadavg())
+        _write(args.json, {"meta": meta, "options": opts, "parts": parts})  # after every part
     if not finite_ratios(parts):
         raise SystemExit("a ratio or MFU is not finite: see the tables above")
-    if args.json is not None:
+    return {"meta": meta, "options": opts, "parts": parts}
+
+
+def _write(path: Path | None, result: dict[str, Any]) -> None:
+    """Write the JSON so far (a stopped run keeps its finished parts)."""
+    if path is not None:
         from common.atomic import atomic_open
 
-        with atomic_open(args.json, "w") as f:
+        with atomic_open(path, "w") as f:
             json.dump(result, f, indent=2)
-    return result
 
 
 if __name__ == "__main__":
