@@ -169,6 +169,7 @@ def tokenizer(*, opts: dict[str, Any], ceilings: Part | None = None) -> Part:
                      encode_conv_peak_ratio=r["encode_gflop"] / r["encode_s"] / conv_peak,
                      decode_conv_peak_ratio=r["decode_gflop"] / r["decode_s"] / conv_peak)
             rows.append(r)
+            print(json.dumps(r), file=sys.stderr, flush=True)  # progress
     for r in rows:
         walt = next(w for w in rows if w["model"] == "walt" and w["frames"] == r["frames"])
         r["walt_speed_ratio"] = ((r["encode_s"] + r["decode_s"])
