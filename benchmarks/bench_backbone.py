@@ -1,11 +1,12 @@
 """Training-step benchmark of the windowed DiT against factorized and full 3D attention.
 
-Times one forward + backward step (random init, batch 1, p = 1, hidden 1152, 16 heads, 4 blocks)
+Times one training step (forward, backward, AdamW step; random init, batch 1, p = 1, hidden 1152, 16 heads, 4 blocks)
 of ``models.WindowedDiT`` against diffusers' ``LatteTransformer3DModel`` (factorized spatial /
 temporal attention) and ``CogVideoXTransformer3DModel`` (full 3D attention over all tokens), on
-the same latent grids. Every measurement runs in its own spawned process, so peak memory is that
-process's own high-water mark (CUDA: ``max_memory_allocated``; CPU: peak RSS growth from just
-before the model is built).
+the same latent grids, with the analytic FLOPs of ``benchmarks/flops.py``. Every measurement
+runs in its own spawned process (``benchmarks/harness.py``), so peak memory is that process's
+own high-water mark (CUDA: ``max_memory_allocated``; CPU: peak RSS growth from just before the
+model is built). ``benchmarks/run.py --suite backbone scaling`` runs the same measurements.
 
 Usage::
 
@@ -23,26 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 TEXT_LEN = 16
 TEXT_DIM = 64
-
-
-def _rss_mb(field: str) -> float:
-    """``VmRSS`` / ``VmHWM`` of this process in MiB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
 def _build(name: str, grid: tuple[int, int, int], depth: int, hidden: int, heads: int):
@@ -122,69 +113,70 @@ def _build(name: str, grid: tuple[int, int, int], depth: int, hidden: int, heads
     return model, inputs, run
 
 
-def _measure(name: str, grid: tuple[int, int, int], cfg: dict[str, Any], queue: mp.Queue) -> None:
-    """Child process: build, warm up, time ``reps`` steps, report through ``queue``."""
+def _flop_name(name: str) -> str:
+    return "walt" if name.startswith("walt") else "latte" if name.startswith("latte") else name
+
+
+def measure_step(name: str, grid: tuple[int, int, int], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Build, warm up and time ``reps`` training steps (forward, backward, AdamW step); run it
+    in its own process (:func:`measure`), so the peak memory is this model's alone."""
     import torch
+
+    sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+    from flops import backbone_flops
+    from harness import MemoryProbe, median, time_runs
 
     torch.manual_seed(0)
     torch.set_num_threads(cfg["threads"])
     device = torch.device(cfg["device"])
     # Import the libraries before the baseline, so peak memory counts only model + step.
-    sys.path.insert(0, str(ROOT))
     from diffusers import CogVideoXTransformer3DModel, LatteTransformer3DModel  # noqa: F401
 
     from models import WindowedDiT  # noqa: F401
 
-    rss0 = _rss_mb("VmRSS")
+    probe = MemoryProbe(device=device).start()
     model, inputs, run = _build(name, grid, cfg["depth"], cfg["hidden"], cfg["heads"])
     model = model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     inputs = {k: v.to(device) for k, v in inputs.items()}
 
     def step() -> None:
-        model.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         run(model, **inputs).float().square().mean().backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        opt.step()
 
-    for _ in range(cfg["warmup"]):
-        step()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(cfg["reps"]):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = _rss_mb("VmHWM") - rss0
-    step_s = statistics.median(times)
+    times = time_runs(step, warmup=cfg["warmup"], reps=cfg["reps"], device=device)
+    step_s = median(times)
     tokens = grid[0] * grid[1] * grid[2]
-    queue.put(
-        {
-            "model": name,
-            "grid": "x".join(map(str, grid)),
-            "tokens": tokens,
-            "step_s": step_s,
-            "tokens_per_s": tokens / step_s,
-            "peak_mib": peak,
-            "times": times,
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-        }
+    flops = backbone_flops(
+        _flop_name(name),
+        grid,
+        depth=cfg["depth"] if name != "latte-2x" else 2 * cfg["depth"],
+        hidden=cfg["hidden"],
+        text_len=TEXT_LEN,
+        spatial_window=(16, 16) if name == "walt-sw16" else None,
     )
+    return {
+        "model": name,
+        "grid": "x".join(map(str, grid)),
+        "tokens": tokens,
+        "depth": cfg["depth"],
+        "step_s": step_s,
+        "tokens_per_s": tokens / step_s,
+        "peak_mib": probe.peak_mib(),
+        "times": times,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "gflop": flops["total"] / 1e9,
+        "attention_share": flops["attention"] / flops["total"],
+        "gflops_per_s": flops["total"] / 1e9 / step_s,
+    }
 
 
 def measure(name: str, grid: tuple[int, int, int], cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run one measurement in a fresh spawned process."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(name, grid, cfg, queue))
-    proc.start()
-    proc.join()
-    if proc.exitcode != 0:
-        raise RuntimeError(f"benchmark of {name} on {grid} failed (exit code {proc.exitcode})")
-    result = queue.get()
+    """One measurement in a fresh spawned process."""
+    from harness import isolated
+
+    result = isolated(measure_step, name, grid, cfg)
     print(json.dumps(result), flush=True)
     return result
 
@@ -283,7 +275,10 @@ def main() -> None:
             "\n## Scaling (step seconds vs tokens)\n\n" + _table(results, all_grids, scaling_models)
         )
     if args.json is not None:
-        args.json.write_text(json.dumps({"config": cfg, "results": results}, indent=2))
+        from common.atomic import atomic_open
+
+        with atomic_open(args.json, "w") as f:
+            json.dump({"config": cfg, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

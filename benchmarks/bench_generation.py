@@ -24,7 +24,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -32,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from bench_tokenizer import peak_rss_mib, rss_mib  # noqa: E402
+from harness import peak_rss_mib, rss_mib, time_runs  # noqa: E402
 
 
 def tiny_module(root: Path, *, frames: int, size: int, self_cond: bool = True):
@@ -74,20 +73,24 @@ def memory_run(chunks: int, frames: int, size: int) -> dict:
             peak - base}
 
 
-def speed(frames: int, size: int, repeats: int) -> list[dict]:
+SAMPLERS = (("ddim", 50), ("dpmpp_2m", 20))
+
+
+def speed(frames: int, size: int, repeats: int, *, self_conds=(False, True), guidances=(1.0, 4.0),
+          samplers=SAMPLERS) -> list[dict]:
+    """Seconds per clip (best of ``repeats``) of each (self-cond, guidance, sampler) setting."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for self_cond in (False, True):
+        for self_cond in self_conds:
             module = tiny_module(Path(tmp), frames=frames, size=size, self_cond=self_cond)
-            for guidance in (1.0, 4.0):
-                for sampler, steps in (("ddim", 50), ("dpmpp_2m", 20)):
-                    times = []
-                    for r in range(repeats):
-                        t0 = time.perf_counter()
+            for guidance in guidances:
+                for sampler, steps in samplers:
+                    def clip(module=module, sampler=sampler, steps=steps, guidance=guidance) -> None:
                         module.generate(labels=torch.tensor([1]), sampler=sampler,
                                         num_inference_steps=steps, guidance_scale=guidance,
-                                        generator=torch.Generator().manual_seed(r))
-                        times.append(time.perf_counter() - t0)
+                                        generator=torch.Generator().manual_seed(0))
+
+                    times = time_runs(clip, warmup=0, reps=repeats)
                     rows.append({"sampler": sampler, "steps": steps, "self_cond": self_cond,
                                  "guidance_scale": guidance, "s_per_clip": min(times)})
     first = rows[0]["s_per_clip"]

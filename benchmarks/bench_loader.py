@@ -9,8 +9,8 @@ Uses the real MP4 and WebM clips in ../shared/data/real/videos. Prints clips/s f
 (a) ``decode_clip`` (seek to the keyframe before a random start, decode only the frames needed)
 plus resize/crop, (b) decoding every frame of the file and slicing 17 of them plus the same
 resize/crop, and (c) the full ``WebVideoDataModule`` training loader with 0 and 2 workers.
-Also times one forward+backward of a tiny 3D-conv model on the same batch on this CPU, to say
-whether the loader keeps up with a tiny-model step.
+Also times one training step of the tiny model (``configs/walt/tiny_cpu.yaml``'s backbone on its
+batch of latents), to say whether the loader keeps up with a tiny-model step.
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ import json
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import av
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+TINY_CONFIG = ROOT / "configs" / "walt" / "tiny_cpu.yaml"
+
+from harness import median, time_runs  # noqa: E402
 
 from data.datamodule import WebVideoDataModule  # noqa: E402
 from data.decode import decode_clip, frame_to_rgb  # noqa: E402
@@ -53,11 +56,14 @@ def whole_file_path(data: bytes, frames: int, size: int, rng: random.Random) -> 
 
 def clips_per_second(fn, files: list[bytes], clips: int, frames: int, size: int) -> float:
     rng = random.Random(0)
-    begin = time.perf_counter()
-    for data in files:
-        for _ in range(clips):
-            fn(data, frames, size, rng)
-    return len(files) * clips / (time.perf_counter() - begin)
+
+    def all_clips() -> None:
+        for data in files:
+            for _ in range(clips):
+                fn(data, frames, size, rng)
+
+    (seconds,) = time_runs(all_clips, warmup=0, reps=1)
+    return len(files) * clips / seconds
 
 
 def loader_clips_per_second(shard: str, workers: int, clips: int, frames: int, size: int) -> float:
@@ -66,25 +72,51 @@ def loader_clips_per_second(shard: str, workers: int, clips: int, frames: int, s
         resampled=True, epoch_length=clips, shuffle_buffer=0,
     )
     module.setup("fit")
-    begin, count = time.perf_counter(), 0
-    for batch, _, _ in module.train_dataloader():
-        count += batch["video"]["pixels"].shape[0]
-    return count / (time.perf_counter() - begin)
+    count = [0]
+
+    def epoch() -> None:
+        for batch, _, _ in module.train_dataloader():
+            count[0] += batch["video"]["pixels"].shape[0]
+
+    (seconds,) = time_runs(epoch, warmup=0, reps=1)
+    return count[0] / seconds
 
 
-def tiny_step_seconds(frames: int, size: int, batch: int = 4) -> float:
-    """Forward+backward of a tiny patchify-Conv3d model (a stand-in for a small backbone)."""
+def write_shard(paths: list[Path], folder: Path) -> str:
+    """One webdataset shard in ``folder`` holding the video files ``paths``; returns its path."""
+    import webdataset as wds
+
+    shard = str(folder / "bench.tar")
+    with wds.TarWriter(shard) as sink:
+        for path in paths:
+            sink.write({"__key__": path.stem.replace(".", "_"), path.suffix[1:]: path.read_bytes()})
+    return shard
+
+
+def tiny_step_seconds(*, config: Path = TINY_CONFIG, reps: int = 3) -> tuple[float, int]:
+    """(seconds, batch size) of one training step (forward, backward, AdamW) of the backbone of
+    ``config`` on its own batch of latents (the tiny config trains on precomputed latents)."""
+    import yaml
+
+    from models import WindowedDiT
+    from walt.lightning.loading import max_latent_size
+
+    cfg = yaml.safe_load(config.read_text())
+    data = cfg["data"]["init_args"]
+    frames, size, batch = data["num_frames"], data["size"], data["batch_size"]
     torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv3d(3, 32, kernel_size=(1, 8, 8), stride=(1, 8, 8)),
-        torch.nn.GELU(),
-        torch.nn.Conv3d(32, 32, kernel_size=3, padding=1),
-    )
-    pixels = torch.randn(batch, 3, frames, size, size)
-    begin = time.perf_counter()
-    for _ in range(3):
-        model(pixels).square().mean().backward()
-    return (time.perf_counter() - begin) / 3
+    grid = tuple(max_latent_size(frames, size))
+    model = WindowedDiT(**cfg["model"]["init_args"]["backbone"]["init_args"], max_latent_size=grid)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, model.in_channels, *grid)  # (B, c, t, h, w)
+    labels, steps = torch.zeros(batch, dtype=torch.long), torch.full((batch,), 500.0)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        model(x, steps, class_labels=labels).square().mean().backward()
+        opt.step()
+
+    return median(time_runs(step, warmup=1, reps=reps)), batch
 
 
 def main() -> None:
@@ -117,19 +149,14 @@ def main() -> None:
             seek_path, small, args.clips, args.frames, args.size
         )
     with tempfile.TemporaryDirectory() as folder:
-        import webdataset as wds
-
-        shard = str(Path(folder) / "bench.tar")
-        with wds.TarWriter(shard) as sink:
-            for path, data in zip(paths, files):
-                sink.write({"__key__": path.stem.replace(".", "_"), path.suffix[1:]: data})
+        shard = write_shard(paths, Path(folder))
         for workers in args.workers:
             results[f"loader_workers{workers}_clips_per_s"] = loader_clips_per_second(
                 shard, workers, args.loader_clips, args.frames, args.size
             )
-    step = tiny_step_seconds(args.frames, args.size)
-    results["tiny_step_s_per_batch4_cpu"] = step
-    results["tiny_step_clips_per_s_cpu"] = 4 / step
+    step, batch = tiny_step_seconds()
+    results["tiny_step_s"] = step
+    results["tiny_step_clips_per_s"] = batch / step
     print(f"files: {', '.join(p.name for p in paths)}")
     print(json.dumps({k: round(v, 3) for k, v in results.items()}, indent=2))
 

@@ -7,7 +7,7 @@
 Every measurement runs in a fresh subprocess (random init, nothing downloaded) under
 ``torch.no_grad()``, one repetition, batch 1: parameters, encode seconds, decode seconds, and
 peak memory = peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) minus the RSS after the
-model and the input exist. On CPU this is the honest, allocator-independent measure; on CUDA
+model and the input exist (``harness.MemoryProbe``). On CPU this is the honest, allocator-independent measure; on CUDA
 the script reports ``torch.cuda.max_memory_allocated`` instead.
 
 ``--flops`` counts encode and decode FLOPs of each model on the meta device
@@ -22,27 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("VmRSS not found in /proc/self/status")
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+from harness import MemoryProbe, time_runs  # noqa: E402
 
 
 def build(name: str, preset: str):
@@ -65,40 +53,35 @@ def build(name: str, preset: str):
     raise ValueError(f"unknown model {name!r}; choose walt, wan or cogvideox")
 
 
+def measure_codec(*, model: str, frames: int, size: int, preset: str = "walt",
+                  device: str = "cpu", decode_only: bool = False) -> dict:
+    """Encode then decode one clip (or decode only); run it in a fresh process."""
+    torch.manual_seed(0)
+    net, encode, decode = build(model, preset)
+    net.to(device)
+    x = torch.rand(1, 3, frames, size, size, device=device) * 2 - 1
+    row = {"model": model, "frames": frames, "size": size, "device": device}
+    row["params_M"] = sum(p.numel() for p in net.parameters()) / 1e6
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        if decode_only:
+            out["z"] = torch.randn(1, 8, 1 + (frames - 1) // 4, size // 8, size // 8, device=device)
+        probe = MemoryProbe(device=device).start()
+        if not decode_only:
+            (row["encode_s"],) = time_runs(lambda: out.update(z=encode(x)), warmup=0, reps=1,
+                                           device=device)
+        (row["decode_s"],) = time_runs(lambda: out.update(y=decode(out["z"])), warmup=0, reps=1,
+                                       device=device)
+        row.update(latent=list(out["z"].shape), out=list(out["y"].shape))
+    row["peak_mem_MiB"] = probe.peak_mib()
+    return row
+
+
 def worker(args: argparse.Namespace) -> None:
     """One measurement in this process; prints one JSON line."""
-    torch.manual_seed(0)
-    cuda = torch.cuda.is_available() and not args.cpu
-    device = "cuda" if cuda else "cpu"
-    model, encode, decode = build(args.model, args.preset)
-    model.to(device)
-    x = torch.rand(1, 3, args.frames, args.size, args.size, device=device) * 2 - 1
-    row = {"model": args.model, "frames": args.frames, "size": args.size, "device": device}
-    row["params_M"] = sum(p.numel() for p in model.parameters()) / 1e6
-    with torch.no_grad():
-        if args.decode_only:
-            z = torch.randn(*latent_shape(args), device=device)
-            base = rss_mib()
-            t0 = time.perf_counter()
-            decode(z)
-            row["decode_s"] = time.perf_counter() - t0
-        else:
-            base = rss_mib()
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter()
-            z = encode(x)
-            if cuda:
-                torch.cuda.synchronize()
-            t1 = time.perf_counter()
-            y = decode(z)
-            if cuda:
-                torch.cuda.synchronize()
-            t2 = time.perf_counter()
-            row.update(encode_s=t1 - t0, decode_s=t2 - t1, latent=list(z.shape), out=list(y.shape))
-    row["peak_mem_MiB"] = (
-        torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mib() - base
-    )
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    row = measure_codec(model=args.model, frames=args.frames, size=args.size, preset=args.preset,
+                        device=device, decode_only=args.decode_only)
     print(json.dumps(row), flush=True)
 
 
@@ -116,10 +99,6 @@ def count_flops(name: str, preset: str, frames: int, size: int) -> tuple[float, 
         with counter:
             decode(z)
     return enc / 1e9, counter.get_total_flops() / 1e9
-
-
-def latent_shape(args: argparse.Namespace) -> tuple[int, ...]:
-    return (1, 8, 1 + (args.frames - 1) // 4, args.size // 8, args.size // 8)
 
 
 def run_worker(extra: list[str]) -> dict:

@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
-from bench_backbone import _rss_mb  # noqa: E402 - shared peak-RSS reader
+from harness import MemoryProbe, isolated, median, time_runs  # noqa: E402
 
 SETTINGS = {  # name: (channels, (T, H, W), DiT patch size, U-Net dim_mult, U-Net attention levels)
     "pixel": (3, (17, 64, 64), 4, (1, 2, 4, 4), (False, False, True, True)),
@@ -74,8 +71,8 @@ def _build(name: str, setting: str, cfg: dict[str, Any]):
     return _unet(name, setting, min(DIMS, key=gap))
 
 
-def _measure(name: str, setting: str, cfg: dict[str, Any], queue: mp.Queue) -> None:
-    """Child process: build, warm up, time ``reps`` training steps, report through ``queue``."""
+def measure_step(name: str, setting: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Build, warm up and time ``reps`` training steps; run in its own process (:func:`measure`)."""
     import torch
 
     torch.manual_seed(0)
@@ -83,7 +80,7 @@ def _measure(name: str, setting: str, cfg: dict[str, Any], queue: mp.Queue) -> N
     import models  # noqa: F401 - imported before the memory baseline
 
     device = torch.device(cfg["device"])
-    rss0 = _rss_mb("VmRSS")
+    probe = MemoryProbe(device=device).start()
     model = _build(name, setting, cfg).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     c, (t, h, w), *_ = SETTINGS[setting]
@@ -97,37 +94,18 @@ def _measure(name: str, setting: str, cfg: dict[str, Any], queue: mp.Queue) -> N
         opt.zero_grad(set_to_none=True)
         model(x, steps, **kw).square().mean().backward()
         opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
 
-    for _ in range(cfg["warmup"]):
-        step()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(cfg["reps"]):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-            else _rss_mb("VmHWM") - rss0)
-    step_s = statistics.median(times)
-    queue.put({"model": name, "setting": setting, "batch": b, "step_s": step_s,
-               "samples_per_s": b / step_s, "peak_mib": peak, "times": times,
-               "dim": None if name == "walt" else model.init_conv.spatial.out_channels,
-               "params_m": sum(p.numel() for p in model.parameters()) / 1e6})
+    times = time_runs(step, warmup=cfg["warmup"], reps=cfg["reps"], device=device)
+    step_s = median(times)
+    return {"model": name, "setting": setting, "batch": b, "step_s": step_s,
+            "samples_per_s": b / step_s, "peak_mib": probe.peak_mib(), "times": times,
+            "dim": None if name == "walt" else model.init_conv.spatial.out_channels,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
 def measure(name: str, setting: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement in a fresh spawned process."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(name, setting, cfg, queue))
-    proc.start()
-    proc.join()
-    if proc.exitcode != 0:
-        raise RuntimeError(f"benchmark of {name} on {setting} failed (exit code {proc.exitcode})")
-    result = queue.get()
+    result = isolated(measure_step, name, setting, cfg)
     print(json.dumps(result), flush=True)
     return result
 

@@ -18,8 +18,13 @@ Dao 2023, Alg. 2, at chunk rather than tile granularity):
     dbias = sum over the bias' broadcast dims of dS
     dq = dS k * scale,  dk = dS^T q * scale
 
-Peak extra memory is one chunk of scores, not the whole batch of them. Results equal the math
-path to float tolerance (``tests/test_models_attention.py``).
+Peak extra memory is one chunk of scores, not the whole batch of them. A chunk is a block of
+``(batch, head)`` rows that is a plain view of every operand and of the bias (whole heads of some
+samples, or a run of heads of one sample), so the bias is read and its gradient accumulated
+in place, reduced over the dims the bias broadcasts; no rows are gathered or scattered. The
+softmax scale is folded into the small ``q`` / ``k`` operands and ``- lse`` / ``- delta`` into
+the matmuls' inputs, and ``dq, dk, dv`` are written by the matmuls themselves (``out=``).
+Results equal the math path to float tolerance (``tests/test_models_attention.py``).
 """
 
 from __future__ import annotations
@@ -55,6 +60,19 @@ class BiasGradAttention(torch.autograd.Function):
         return _chunked_backward(grad_out, q, k, v, bias, out, lse)
 
 
+def _chunks(b: int, heads: int, rows: int):
+    """``(batch slice, head slice)`` blocks of about ``rows`` (batch, head) rows each: whole heads
+    of several samples, or a run of heads of one sample, so every block is a plain view."""
+    if rows >= heads:
+        per = rows // heads
+        for b0 in range(0, b, per):
+            yield slice(b0, min(b0 + per, b)), slice(0, heads)
+        return
+    for b0 in range(b):
+        for h0 in range(0, heads, rows):
+            yield slice(b0, b0 + 1), slice(h0, min(h0 + rows, heads))
+
+
 def _chunked_backward(
     go: Tensor, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, out: Tensor, lse: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -62,30 +80,32 @@ def _chunked_backward(
     nk = k.shape[-2]
     scale = d**-0.5
     bb, hb = bias.shape[0], bias.shape[1]
-    # Chunks run over (batch, head) rows together, so many short sequences (e.g. temporal
-    # attention at every pixel) still make few, large matmuls.
-    qf, kf, vf, gf = (x.reshape(b * heads, -1, d) for x in (q, k, v, go))  # (B*heads, N|Nk, d)
-    lsef = lse.reshape(b * heads, n, 1)
-    delta = (go.float() * out.float()).sum(-1).reshape(b * heads, n, 1).to(q.dtype)
-    rows = torch.arange(b * heads, device=q.device)
-    bias_row = (rows // heads) * (bb > 1) * hb + (rows % heads) * (hb > 1)  # row -> bias row
-    biasf = bias.reshape(bb * hb, n, nk)
-    dq, dk, dv = torch.empty_like(qf), torch.empty_like(kf), torch.empty_like(vf)
-    dbias = torch.zeros((bb * hb, n, nk), dtype=torch.float32, device=bias.device)
-    step = max(1, CHUNK_ELEMENTS // (n * nk))
-    for r0 in range(0, b * heads, step):
-        rs = slice(r0, min(r0 + step, b * heads))
-        qc, kc, vc, gc = qf[rs], kf[rs], vf[rs], gf[rs]  # (rows, N|Nk, d)
-        scores = torch.baddbmm(biasf[bias_row[rs]], qc, kc.transpose(1, 2), alpha=scale)
-        probs = scores.sub_(lsef[rs]).exp_()  # (rows, N, Nk)
-        dv[rs] = torch.bmm(probs.transpose(1, 2), gc)
-        dscores = torch.bmm(gc, vc.transpose(1, 2)).sub_(delta[rs]).mul_(probs)
-        dq[rs] = torch.bmm(dscores, kc).mul_(scale)
-        dk[rs] = torch.bmm(dscores.transpose(1, 2), qc).mul_(scale)
-        dbias.index_add_(0, bias_row[rs], dscores.float())
-    shapes = (q.shape, k.shape, v.shape)
-    dq, dk, dv = (g.reshape(shape) for g, shape in zip((dq, dk, dv), shapes))
-    return dq, dk, dv, dbias.reshape(bias.shape).to(bias.dtype)
+    q, k, v, go = (x.contiguous() for x in (q, k, v, go))  # (B, heads, N|Nk, d)
+    qs, ks = q * scale, k * scale  # the softmax scale folded into the small operands
+    delta = (go.float() * out.float()).sum(-1, keepdim=True).to(q.dtype)  # (B, heads, N, 1)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dbias = torch.zeros((bb, hb, n, nk), dtype=torch.float32, device=bias.device)
+    for bs, hs in _chunks(b, heads, max(1, CHUNK_ELEMENTS // (n * nk))):
+        rows = (bs.stop - bs.start) * (hs.stop - hs.start)
+        # The bias rows of this block: a view, broadcast over the dims the bias does not have.
+        bias_b, bias_h = (bs if bb > 1 else slice(None)), (hs if hb > 1 else slice(None))
+        qc, ksc, qsc, vc, gc = (x[bs, hs].reshape(rows, -1, d) for x in (q, ks, qs, v, go))
+        # P = exp(q k^T * scale + bias - lse): bias - lse is one pass that also allocates.
+        probs = (bias[bias_b, bias_h] - lse[bs, hs, :, None]).reshape(rows, n, nk)
+        probs.baddbmm_(qsc, k[bs, hs].reshape(rows, nk, d).transpose(1, 2)).exp_()
+        torch.bmm(probs.transpose(1, 2), gc, out=dv[bs, hs].view(rows, nk, d))
+        # dS = P * (dO v^T - delta), the subtraction folded into the matmul's input.
+        dscores = torch.baddbmm(-delta[bs, hs].reshape(rows, n, 1), gc, vc.transpose(1, 2))
+        dscores.mul_(probs)  # (rows, N, Nk)
+        torch.bmm(dscores, ksc, out=dq[bs, hs].view(rows, n, d))
+        torch.bmm(dscores.transpose(1, 2), qsc, out=dk[bs, hs].view(rows, nk, d))
+        block = dscores.view(bs.stop - bs.start, hs.stop - hs.start, n, nk)
+        if bb == 1 and block.shape[0] > 1:
+            block = block.sum(0, keepdim=True)
+        if hb == 1 and block.shape[1] > 1:
+            block = block.sum(1, keepdim=True)
+        dbias[bias_b, bias_h] += block
+    return dq, dk, dv, dbias.to(bias.dtype)
 
 
 def bias_grad_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:

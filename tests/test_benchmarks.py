@@ -1,0 +1,55 @@
+"""The benchmark suite's code paths (``benchmarks/run.py --quick``) and its FLOP formulas."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from flops import backbone_flops  # noqa: E402
+
+
+def test_run_quick_writes_every_table_with_finite_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "suite.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--threads", "1",
+           "--suite", "ceilings", "scaling", "--json", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert {"meta", "options", "parts"} <= result.keys()
+    assert result["options"]["quick"] is True
+    assert list(result["parts"]) == ["ceilings", "scaling"]
+    kernels = [r["kernel"] for r in result["parts"]["ceilings"]["rows"]]
+    assert kernels == ["matmul float32", "matmul bfloat16", "conv3d fp32"]
+    for part in result["parts"].values():
+        assert part["rows"] and part["columns"]
+        for row in part["rows"]:
+            for key, _, _ in part["columns"]:
+                assert key in row, key
+    rows = result["parts"]["scaling"]["rows"]
+    assert [r["tokens"] for r in rows] == [32, 64]
+    for row in rows:
+        for key in ("full_over_windowed_ratio", "windowed_mfu", "full_mfu"):
+            assert math.isfinite(row[key]) and row[key] > 0, key
+    assert "| --- |" in done.stdout and "## Scaling" in done.stdout
+
+
+def test_backbone_flops_count_linear_and_windowed_attention() -> None:
+    # One S block on a 1x4x4 grid, width 8: linear 24 N D^2, attention 4 n^2 D in one window.
+    n, d = 16, 8
+    got = backbone_flops("walt", (1, 4, 4), depth=1, hidden=d, channels=1)
+    embed = 2 * n * d * 4 + 2 * n * d * 1  # self-cond doubles, frame-cond adds c + 1 channels
+    assert got["linear"] == pytest.approx(3 * (24 * n * d**2 + embed))
+    assert got["attention"] == pytest.approx(3 * 4 * n**2 * d)
+    # Full attention over the same tokens plus text costs more than windows of a quarter.
+    windowed = backbone_flops("walt", (1, 4, 4), depth=1, hidden=d, spatial_window=(2, 2))
+    assert windowed["attention"] == pytest.approx(got["attention"] / 4)
+    with pytest.raises(ValueError, match="model"):
+        backbone_flops("unet", (1, 4, 4), depth=1, hidden=d)
