@@ -26,7 +26,9 @@ test-slow: $(STAMP)
 
 # The main job on built-in data: synthetic moving shapes -> tokenizer -> latent statistics ->
 # precomputed latents -> class-conditional W.A.L.T -> samples, contact sheet, loss curve, score,
-# and 4-chunk long videos by autoregressive extension with their drift and per-chunk scores.
+# and 4-chunk long videos by autoregressive extension with their drift and per-chunk scores;
+# then a 32 -> 64 super-resolution stage from precomputed latent pairs, its PSNR against bicubic
+# upsampling on the validation clips, and the base samples upscaled through the cascade.
 # Every stage is an ordinary command (README, "Quickstart"); QS is the output folder.
 QS ?= outputs/quickstart
 # Rendered at 64x64 (the super-resolution stage's ground truth); the tokenizer and the base stage
@@ -48,7 +50,13 @@ quickstart: $(STAMP)
 	$(BIN)/python -m walt.generate $(QS)/walt/checkpoints/last.ckpt --out $(QS)/long --mode extend --num-chunks 4 --per-class 1 --num-inference-steps 50
 	$(BIN)/python -m walt.evaluate drift $(QS)/long --chunk-frames 12 --seam-overlap 5 --json $(QS)/long/drift.json
 	$(BIN)/python -m walt.evaluate_synthetic $(QS)/long --shards '$(QS)/data/val-000000.tar' --chunk-frames 12 --seam-overlap 5
-	@echo "quickstart outputs: $(QS)/samples, long videos: $(QS)/long"
+	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/sr_latents/train-%06d.tar' --videos '$(QS)/data/train-{000000..000007}.tar' --size 64 --num-frames 17 --lowres --max-samples-per-shard 512 --num-workers 1
+	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/sr_latents/val-%06d.tar' --videos '$(QS)/data/val-000000.tar' --size 64 --num-frames 17 --lowres --num-workers 1
+	$(BIN)/python train.py fit --config configs/sr/tiny_cpu.yaml
+	$(BIN)/python -m walt.evaluate sr $(QS)/sr/checkpoints/last.ckpt '$(QS)/data/val-000000.tar' --num-clips 32 --num-inference-steps 50 --sheet $(QS)/sr/val_sheet.png --json $(QS)/sr/val_sr.json
+	$(BIN)/python -m walt.generate $(QS)/walt/checkpoints/last.ckpt --sr $(QS)/sr/checkpoints/last.ckpt --out $(QS)/samples_sr --per-class 4 --num-inference-steps 50
+	$(BIN)/python -m walt.evaluate_synthetic $(QS)/samples_sr --shards '$(QS)/data/val-000000.tar'
+	@echo "quickstart outputs: $(QS)/samples, long videos: $(QS)/long, 64x64 cascade: $(QS)/samples_sr"
 
 clean:
 	rm -rf $(VENV) outputs lightning_logs
