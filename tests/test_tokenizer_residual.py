@@ -80,3 +80,14 @@ def test_residual_image_is_the_first_latent_frame():
 def test_residual_needs_divisible_widths():
     with pytest.raises(ValueError, match="latent_channels"):
         CausalVAE.from_preset("tiny", residual=True, latent_channels=12)
+
+
+def test_real_cpu_recipe_builds_a_residual_model():
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "configs/tokenizer/real_cpu.yaml"
+    args = yaml.safe_load(path.read_text())["model"]["init_args"]
+    vae = CausalVAE.from_preset(args["preset"], **args["vae_overrides"])
+    assert vae.config["residual"] is True and vae.spatial_compression == 8
