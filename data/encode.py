@@ -133,8 +133,10 @@ def open_mp4(path: str | Path, *, height: int, width: int, fps: float = 8.0) -> 
         yield write
 
 
-def reencode_video(data: bytes, *, size: int, fps: float) -> bytes:
-    """Re-encode a video to ``size x size`` (cover-resize, centre crop) at ``fps``."""
+def reencode_video(data: bytes, *, size: int, fps: float, keep_aspect: bool = False) -> bytes:
+    """Re-encode a video to ``size x size`` (cover-resize, centre crop) at ``fps``; with
+    ``keep_aspect``, resize so the short side is ``size`` and keep the whole frame (the long
+    side rounded to even), so training crops can still move across it."""
     out: list[np.ndarray] = []
     with av.open(io.BytesIO(data)) as container:
         stream = _video_stream(container)
@@ -145,7 +147,7 @@ def reencode_video(data: bytes, *, size: int, fps: float) -> bytes:
             rgb = None
             # Keep the frame shown at each output tick (drops or repeats frames as needed).
             while time + 0.5 * dt >= next_time:
-                rgb = rgb if rgb is not None else _square(frame_to_rgb(frame), size)
+                rgb = rgb if rgb is not None else _resize(frame_to_rgb(frame), size, keep_aspect)
                 out.append(rgb)
                 next_time += 1.0 / fps
     if not out:
@@ -153,6 +155,11 @@ def reencode_video(data: bytes, *, size: int, fps: float) -> bytes:
     return encode_video(np.stack(out), fps=fps)
 
 
-def _square(rgb: np.ndarray, size: int) -> np.ndarray:
-    pixels = frames_to_pixels(rgb[None], size=(size, size), crop="center")  # (3, 1, s, s)
+def _resize(rgb: np.ndarray, size: int, keep_aspect: bool) -> np.ndarray:
+    out = (size, size)
+    if keep_aspect:
+        h, w = rgb.shape[:2]
+        long = 2 * round(max(h, w) * size / min(h, w) / 2)
+        out = (size, long) if h <= w else (long, size)
+    pixels = frames_to_pixels(rgb[None], size=out, crop="center")  # (3, 1, H, W)
     return ((pixels[:, 0].permute(1, 2, 0) + 1.0) * 127.5).round().to(torch.uint8).numpy()

@@ -3,7 +3,7 @@
 Usage::
 
     python -m data.make_shards SRC OUT_PATTERN [--labels labels.csv] [--max-samples N]
-        [--max-bytes B] [--max-pixels P] [--reencode --size 256 --fps 8]
+        [--max-bytes B] [--max-pixels P] [--reencode --size 256 --fps 8 [--keep-aspect]]
 
 ``OUT_PATTERN`` is a printf pattern such as ``out/shard-%06d.tar``. Each media file becomes
 one sample: the media under its extension, ``txt`` from a ``name.txt`` caption beside it,
@@ -153,6 +153,7 @@ def build_sample(
     *,
     labels: Labels | None,
     reencode: tuple[int, float] | None,
+    keep_aspect: bool = False,
     key: str | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
@@ -165,7 +166,8 @@ def build_sample(
     if ext in VIDEO_EXTENSIONS:
         info = probe_video(data, max_pixels=max_pixels)
         if reencode is not None:
-            data, ext = reencode_video(data, size=reencode[0], fps=reencode[1]), "mp4"
+            size, fps = reencode
+            data, ext = reencode_video(data, size=size, fps=fps, keep_aspect=keep_aspect), "mp4"
             info = probe_video(data, max_pixels=max_pixels)
         meta.update(kind="video", fps=info.fps, width=info.width, height=info.height)
         meta["frames"] = info.num_frames
@@ -209,6 +211,7 @@ def write_shards(
     max_bytes: float = 1e9,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     reencode: tuple[int, float] | None = None,
+    keep_aspect: bool = False,
     progress: bool = True,
     report: ShardReport | None = None,
 ) -> dict[str, Any]:
@@ -222,6 +225,7 @@ def write_shards(
         max_bytes: bytes per shard.
         max_pixels: pixels per frame above which a file is skipped (``None``: no cap).
         reencode: ``(size, fps)`` to re-encode videos, or ``None`` to store them as they are.
+        keep_aspect: re-encode with the short side ``size`` instead of a centred square.
         progress: show a progress bar.
         report: filled in as shards complete, so a caller can report an interrupted run.
 
@@ -240,8 +244,8 @@ def write_shards(
             relative = path.relative_to(source).as_posix()
             key = unique_key(relative, taken)
             try:
-                sample = build_sample(path, source, labels=labels, reencode=reencode, key=key,
-                                      max_pixels=max_pixels)
+                sample = build_sample(path, source, labels=labels, reencode=reencode,
+                                      keep_aspect=keep_aspect, key=key, max_pixels=max_pixels)
             except Exception as error:  # an unreadable file is listed, not fatal
                 report.failed.append(f"{path}: {error!r}")
                 continue
@@ -271,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reencode", action="store_true", help="re-encode videos (H.264 mp4)")
     parser.add_argument("--size", type=int, default=256, help="re-encode: square frame size")
     parser.add_argument("--fps", type=float, default=8.0, help="re-encode: frame rate")
+    parser.add_argument("--keep-aspect", action="store_true",
+                        help="re-encode: short side --size, whole frame (not a square crop)")
     args = parser.parse_args(argv)
     if "%" not in args.pattern:
         parser.error(f"pattern needs a printf field such as %06d, got {args.pattern!r}")
@@ -285,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_bytes=args.max_bytes,
             max_pixels=args.max_pixels or None,
             reencode=(args.size, args.fps) if args.reencode else None,
+            keep_aspect=args.keep_aspect,
             report=report,
         )
     except (KeyboardInterrupt, OSError) as error:

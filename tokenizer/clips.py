@@ -12,12 +12,25 @@ from data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 
 def folder_clips(
-    folder: Path, *, num_frames: int, size: int, images: bool
+    folder: Path,
+    *,
+    num_frames: int,
+    size: int,
+    images: bool,
+    clips_per_file: int = 1,
+    target_fps: float | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, pixels (1, 3, T, H, W)) for each decodable video (and image) in ``folder``.
 
-    Videos shorter than ``num_frames`` are skipped (reported by name on stderr).
+    Frames are resized so the short side is ``size``, then centre-cropped to ``size x size``.
+    With ``clips_per_file = 1`` a video gives its first clip (name: the file name); with more,
+    each clip starts at a time drawn uniformly over the video from a seed made of the file name
+    and the clip index (name: ``file@i``), so every run, and every model, gets the same clips.
+    ``target_fps`` picks the frame stride as in training (``None``: every source frame).
+    Videos shorter than the clip are skipped (reported by name on stderr).
     """
+    if clips_per_file < 1:
+        raise ValueError(f"clips_per_file must be >= 1, got {clips_per_file}")
     import sys
 
     from data.decode import ShortClipError, decode_clip, decode_image
@@ -27,22 +40,24 @@ def folder_clips(
     for path in files:
         ext = path.suffix.lower().lstrip(".")
         if ext in VIDEO_EXTENSIONS:
-            try:
-                clip = decode_clip(
-                    path.read_bytes(),
-                    num_frames=num_frames,
-                    clip_start="start",
-                    rng=random.Random(0),
-                )
-            except ShortClipError:
-                print(f"skipping {path.name}: shorter than {num_frames} frames", file=sys.stderr)
-                continue
-            frames = clip.frames
+            data = path.read_bytes()
+            for i in range(clips_per_file):
+                try:
+                    clip = decode_clip(
+                        data,
+                        num_frames=num_frames,
+                        target_fps=target_fps,
+                        clip_start="start" if clips_per_file == 1 else "random",
+                        rng=random.Random(f"{path.name}@{i}"),
+                    )
+                except ShortClipError:
+                    print(f"skipping {path.name}: shorter than the clip", file=sys.stderr)
+                    break
+                name = path.name if clips_per_file == 1 else f"{path.name}@{i}"
+                yield name, frames_to_pixels(clip.frames, size=(size, size), crop="center")[None]
         elif images and ext in IMAGE_EXTENSIONS:
             frames = decode_image(path.read_bytes())[None]
-        else:
-            continue
-        yield path.name, frames_to_pixels(frames, size=(size, size), crop="center")[None]
+            yield path.name, frames_to_pixels(frames, size=(size, size), crop="center")[None]
 
 
 def shard_clips(
@@ -66,13 +81,33 @@ def shard_clips(
 
 
 def iter_clips(
-    source: str, *, num_frames: int, size: int, images: bool = False, batch_size: int = 1
+    source: str,
+    *,
+    num_frames: int,
+    size: int,
+    images: bool = False,
+    batch_size: int = 1,
+    clips_per_file: int = 1,
+    target_fps: float | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """Clips from a folder of media or from shards (a path, brace pattern or list)."""
+    """Clips from a folder of media or from shards (a path, brace pattern or list).
+
+    ``clips_per_file`` and ``target_fps`` apply to a folder (see :func:`folder_clips`); shards
+    give one centred clip per sample at the source rate.
+    """
     path = Path(source)
     if path.is_dir():
-        yield from folder_clips(path, num_frames=num_frames, size=size, images=images)
+        yield from folder_clips(
+            path,
+            num_frames=num_frames,
+            size=size,
+            images=images,
+            clips_per_file=clips_per_file,
+            target_fps=target_fps,
+        )
     else:
+        if clips_per_file != 1 or target_fps is not None:
+            raise ValueError("clips_per_file and target_fps need a folder source, not shards")
         yield from shard_clips(
             source, num_frames=num_frames, size=size, images=images, batch_size=batch_size
         )

@@ -106,6 +106,36 @@ class ResBlock(nn.Module):
         return out, {"conv1": c1, "conv2": c2}
 
 
+def pool_shortcut(x: torch.Tensor, *, temporal: bool, first: bool) -> torch.Tensor:
+    """DC-AE's non-parametric down shortcut (Chen et al. 2024, "residual autoencoding") for a
+    same-width 2x downsample: space-to-channel then channel averaging, i.e. a 2x2 mean; with
+    ``temporal``, also the mean of frame pairs, the clip's first frame alone (causal, as the
+    strided conv: ``1 + 2t -> 1 + t`` at clip start, ``2t -> t`` for later streaming chunks).
+    """
+    if temporal:
+        head, rest = (x[:, :, :1], x[:, :, 1:]) if first else (x[:, :, :0], x)
+        if rest.shape[2] % 2:
+            raise ValueError(f"a temporal shortcut needs an even frame count, got {rest.shape[2]}")
+        pairs = rearrange(rest, "b c (t s) h w -> b c t s h w", s=2).mean(3)  # (B, C, T/2, H, W)
+        x = torch.cat([head, pairs], dim=2)
+    b = x.shape[0]
+    pooled = F.avg_pool2d(rearrange(x, "b c t h w -> (b t) c h w"), 2)
+    return rearrange(pooled, "(b t) c h w -> b c t h w", b=b)  # (B, C, t, H/2, W/2)
+
+
+def shuffle_shortcut(x: torch.Tensor, *, out_channels: int, st: int) -> torch.Tensor:
+    """DC-AE's non-parametric up shortcut (Chen et al. 2024): channel-to-space (``st`` x 2 x 2)
+    then channel duplication to ``out_channels``, the same layout as ``Upsample``'s conv."""
+    c = x.shape[1]
+    if c % (st * 4) or out_channels % (c // (st * 4)):
+        raise ValueError(
+            f"residual upsample needs in_channels ({c}) divisible by {st * 4} and out_channels "
+            f"({out_channels}) a multiple of in_channels / {st * 4}"
+        )
+    h = rearrange(x, "b (c st sh sw) t h w -> b c (t st) (h sh) (w sw)", st=st, sh=2, sw=2)
+    return h.repeat_interleave(out_channels // h.shape[1], dim=1)  # (B, out, T*st, 2H, 2W)
+
+
 class Downsample(nn.Module):
     """Strided causal convolution (MAGVIT-v2 replaces average pooling with it).
 
@@ -113,11 +143,16 @@ class Downsample(nn.Module):
         channels: input and output channels.
         temporal: whether to also halve the frame count (``1 + 2t -> 1 + t``).
         pad_mode: causal front-padding mode.
+        residual: add DC-AE's average-pooling shortcut (:func:`pool_shortcut`), so the conv
+            learns the residual over a pooled copy of its input (opt-in; no extra weights).
     """
 
-    def __init__(self, *, channels: int, temporal: bool, pad_mode: str = "replicate") -> None:
+    def __init__(
+        self, *, channels: int, temporal: bool, pad_mode: str = "replicate", residual: bool = False
+    ) -> None:
         super().__init__()
         self.temporal = temporal
+        self.residual = residual
         self.conv = CausalConv3d(
             in_channels=channels,
             out_channels=channels,
@@ -127,7 +162,10 @@ class Downsample(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, cache: Cache = None) -> tuple[torch.Tensor, dict]:
+        first = cache is None
         out, c = self.conv(x, take(cache, "conv"))
+        if self.residual:
+            out = out + pool_shortcut(x, temporal=self.temporal, first=first)
         return out, {"conv": c}
 
 
@@ -143,13 +181,23 @@ class Upsample(nn.Module):
         out_channels: output channels (after depth-to-space).
         temporal: whether to double the frame count as well as the spatial size.
         pad_mode: causal front-padding mode.
+        residual: add DC-AE's channel-to-space shortcut (:func:`shuffle_shortcut`), so the conv
+            learns the residual over a depth-to-space copy of its input (opt-in; no weights).
     """
 
     def __init__(
-        self, *, in_channels: int, out_channels: int, temporal: bool, pad_mode: str = "replicate"
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        temporal: bool,
+        pad_mode: str = "replicate",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.st = 2 if temporal else 1
+        self.out_channels = out_channels
+        self.residual = residual
         self.conv = CausalConv3d(
             in_channels=in_channels, out_channels=out_channels * self.st * 4, pad_mode=pad_mode
         )
@@ -158,6 +206,8 @@ class Upsample(nn.Module):
         h, c = self.conv(x, take(cache, "conv"))
         # (B, C*st*2*2, T, H, W) -> (B, C, T*st, 2H, 2W)
         h = rearrange(h, "b (c st sh sw) t h w -> b c (t st) (h sh) (w sw)", st=self.st, sh=2, sw=2)
+        if self.residual:
+            h = h + shuffle_shortcut(x, out_channels=self.out_channels, st=self.st)
         if cache is None and self.st > 1:
             h = h[:, :, self.st - 1 :]
         return h, {"conv": c}

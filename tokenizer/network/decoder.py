@@ -31,6 +31,9 @@ class Decoder(nn.Module):
         groups: GroupNorm groups.
         pad_mode: causal front-padding mode.
         out_channels: pixel channels.
+        residual: DC-AE residual autoencoding (Chen et al. 2024): a channel-duplicating
+            shortcut from the latent into the first conv and channel-to-space shortcuts around
+            the upsamples, so the decoder learns the residual over them (opt-in).
     """
 
     def __init__(
@@ -44,10 +47,17 @@ class Decoder(nn.Module):
         groups: int = 32,
         pad_mode: str = "replicate",
         out_channels: int = 3,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        self.residual = residual
         flags = temporal_flags(len(channel_mults), temporal_compression)
         ch = base_channels * channel_mults[-1]
+        if residual and ch % latent_channels:
+            raise ValueError(
+                f"residual needs the deepest width ({ch}) to be a multiple of latent_channels "
+                f"({latent_channels})"
+            )
         self.conv_in = CausalConv3d(in_channels=latent_channels, out_channels=ch, pad_mode=pad_mode)
         self.mid = ResBlock(in_channels=ch, out_channels=ch, groups=groups, pad_mode=pad_mode)
         self.levels = nn.ModuleList()
@@ -65,7 +75,11 @@ class Decoder(nn.Module):
                 # also moves to the next level's width (fewer parameters than a same-width conv)
                 out = base_channels * channel_mults[i - 1]
                 level["up"] = Upsample(
-                    in_channels=ch, out_channels=out, temporal=flags[i - 1], pad_mode=pad_mode
+                    in_channels=ch,
+                    out_channels=out,
+                    temporal=flags[i - 1],
+                    pad_mode=pad_mode,
+                    residual=residual,
                 )
                 ch = out
             self.levels.append(level)
@@ -101,6 +115,8 @@ class Decoder(nn.Module):
         first = cache is None
         new: dict = {}
         h, new["conv_in"] = self.conv_in(z, take(cache, "conv_in"))
+        if self.residual:  # DC-AE's input shortcut: each latent channel copied ch / c times
+            h = h + z.repeat_interleave(h.shape[1] // z.shape[1], dim=1)
         h, new["mid"] = self.mid(h, take(cache, "mid"))
         for key, step in self._level_steps(range(self.full_rate_from), z, first):
             h, new[key] = step(h, take(cache, key))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import rearrange
 from torch import nn
 from torch.nn import functional as F
 
@@ -46,6 +47,9 @@ class Encoder(nn.Module):
         pad_mode: causal front-padding mode.
         in_channels: pixel channels.
         logvar_init: initial bias of the log-variance head.
+        residual: DC-AE residual autoencoding (Chen et al. 2024): average-pooling shortcuts
+            around the downsamples and a channel-averaging shortcut onto the latent mean, so
+            the encoder starts near a pooling codec and learns the residual (opt-in).
     """
 
     def __init__(
@@ -60,8 +64,10 @@ class Encoder(nn.Module):
         pad_mode: str = "replicate",
         in_channels: int = 3,
         logvar_init: float = -4.0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        self.residual = residual
         flags = temporal_flags(len(channel_mults), temporal_compression)
         self.first_temporal_level = flags.index(True) if True in flags else len(flags)
         ch = base_channels * channel_mults[0]
@@ -78,10 +84,18 @@ class Encoder(nn.Module):
                 ch = out
             level["blocks"] = nn.ModuleList(blocks)
             if i < len(channel_mults) - 1:
-                level["down"] = Downsample(channels=ch, temporal=flags[i], pad_mode=pad_mode)
+                level["down"] = Downsample(
+                    channels=ch, temporal=flags[i], pad_mode=pad_mode, residual=residual
+                )
             self.levels.append(level)
         self.mid = ResBlock(in_channels=ch, out_channels=ch, groups=groups, pad_mode=pad_mode)
         self.norm_out = FrameGroupNorm(channels=ch, groups=groups)
+        if residual and ch % latent_channels:
+            raise ValueError(
+                f"residual needs the last width ({ch}) to be a multiple of latent_channels "
+                f"({latent_channels})"
+            )
+        self.latent_channels = latent_channels
         self.conv_out = nn.Conv3d(ch, 2 * latent_channels, kernel_size=1)
         # Start the posterior narrow (std ~ 0.14): with a unit-variance start and a small KL
         # weight, the sampled latent is mostly noise and short runs stall at a blurry mean.
@@ -114,4 +128,12 @@ class Encoder(nn.Module):
         full_rate, rest = self.steps()
         h = run_framewise(lambda frames: full_rate, x, cache, new, frame_chunk)
         h = run_steps(rest, h, cache, new)
-        return self.conv_out(F.silu(self.norm_out(h))), new
+        moments = self.conv_out(F.silu(self.norm_out(h)))  # (B, 2c, t, h, w)
+        if self.residual:
+            # DC-AE's output shortcut: the mean of each group of ch / c channels onto the mean
+            short = rearrange(h, "b (c g) t h w -> b c g t h w", c=self.latent_channels).mean(2)
+            moments = torch.cat(
+                [moments[:, : self.latent_channels] + short, moments[:, self.latent_channels :]],
+                dim=1,
+            )
+        return moments, new

@@ -24,7 +24,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # for tests and the quickstart: < 1M parameters
     "tiny": {"base_channels": 16, "channel_mults": [1, 1, 2, 2], "num_res_blocks": 1, "groups": 8},
     # W.A.L.T Table 8: 128 base channels, multipliers 1,2,2,4 (video), 4 res blocks per level
-    "walt": {"base_channels": 128, "channel_mults": [1, 2, 2, 4], "num_res_blocks": 4, "groups": 32},
+    "walt": {
+        "base_channels": 128,
+        "channel_mults": [1, 2, 2, 4],
+        "num_res_blocks": 4,
+        "groups": 32,
+    },
     "walt-image": {
         "base_channels": 128,
         "channel_mults": [1, 1, 2, 4],
@@ -78,6 +83,10 @@ class CausalVAE(nn.Module):
         tile_overlap: overlap between tiles in pixels (multiple of the spatial compression).
         latent_mean: per-channel latent mean for ``normalize`` (default zeros).
         latent_std: per-channel latent std for ``normalize`` (default ones).
+        residual: DC-AE residual autoencoding (Chen et al. 2024): non-parametric
+            space-to-channel / channel-to-space shortcuts around every down- and upsample and
+            at the latent, so training starts near a pooling codec and learns the residual.
+            Opt-in with any preset; off keeps the presets' networks exactly as before.
     """
 
     def __init__(
@@ -99,6 +108,7 @@ class CausalVAE(nn.Module):
         tile_overlap: int = 64,
         latent_mean: list[float] | None = None,
         latent_std: list[float] | None = None,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         sizes = resolve_preset(
@@ -120,6 +130,8 @@ class CausalVAE(nn.Module):
             groups=sizes["groups"],
             pad_mode=pad_mode,
         )
+        if residual:  # stored only when on: default configs and exports stay as they were
+            arch["residual"] = True
         self.encoder = Encoder(**arch)
         self.decoder = Decoder(**arch)
         self.latent_channels = latent_channels
