@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_tokenizer import peak_rss_mib, rss_mib  # noqa: E402
+from benchmarks.harness import peak_rss_mib, rss_mib  # noqa: E402
 
 
 def _size(text: str) -> tuple[int, int]:
