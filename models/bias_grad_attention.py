@@ -91,7 +91,8 @@ def _chunked_backward(
         bias_b, bias_h = (bs if bb > 1 else slice(None)), (hs if hb > 1 else slice(None))
         qc, ksc, qsc, vc, gc = (x[bs, hs].reshape(rows, -1, d) for x in (q, ks, qs, v, go))
         # P = exp(q k^T * scale + bias - lse): bias - lse is one pass that also allocates.
-        probs = (bias[bias_b, bias_h] - lse[bs, hs, :, None]).reshape(rows, n, nk)
+        # In q's dtype: under bf16 autocast the bias and lse are float32 and q, k are bf16.
+        probs = (bias[bias_b, bias_h] - lse[bs, hs, :, None]).reshape(rows, n, nk).to(q.dtype)
         probs.baddbmm_(qsc, k[bs, hs].reshape(rows, nk, d).transpose(1, 2)).exp_()
         torch.bmm(probs.transpose(1, 2), gc, out=dv[bs, hs].view(rows, nk, d))
         # dS = P * (dO v^T - delta), the subtraction folded into the matmul's input.

@@ -217,6 +217,26 @@ def test_sdpa_learnable_bias_gradients_match_reference(bias_shape, rows, monkeyp
         torch.testing.assert_close(got[finite], ref[finite], rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_bias_gradient_kernel_under_bf16_autocast_matches_fp32() -> None:
+    """Under bf16 autocast q, k, v are bf16 while the learned bias stays float32: the chunked
+    backward must take the mix and stay close to the float32 gradients."""
+    from models.bias_grad_attention import bias_grad_attention
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 16, 8), torch.randn(2, 3, 23, 8), torch.randn(2, 3, 23, 8)
+    bias = torch.randn(1, 3, 16, 23) * 0.4
+    grads = []
+    for dtype in (torch.float32, torch.bfloat16):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v, bias)]
+        qkv = [t.to(dtype) for t in leaves[:3]]
+        out = bias_grad_attention(*qkv, leaves[3])
+        (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append([t.grad for t in leaves])
+    for name, ref, got in zip(("dq", "dk", "dv", "dbias"), *grads):
+        assert got.dtype == torch.float32, name
+        torch.testing.assert_close(got, ref, rtol=0.05, atol=0.05, msg=name)
+
+
 def _counting(fn, calls):
     def wrapped(*args):
         calls.append(1)
