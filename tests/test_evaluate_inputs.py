@@ -55,3 +55,16 @@ def test_missing_shards_and_empty_folders_are_named(tmp_path):
         list(iter_media(str(tmp_path / "none-000000.tar"), name="reference"))
     with pytest.raises(ValueError, match="generated: no videos or images in the folder"):
         list(iter_media(tmp_path, name="generated"))
+
+
+def test_a_gif_preview_beside_its_video_is_read_once(tmp_path):
+    """walt.generate writes sample_000.mp4 and its sample_000.gif preview: one key, read from
+    the mp4 (a palette GIF is lossy and merges repeated frames)."""
+    folder = write_videos(tmp_path / "run", count=2, frames=5, level=100)
+    frames = moving_video(frames=5, level=100, seed=0)
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(folder / "v0.gif", save_all=True, append_images=images[1:], duration=125)
+    images[0].save(folder / "only.gif", save_all=True, append_images=images[1:], duration=125)
+    items = list(iter_media(folder))
+    assert [i.key for i in items] == ["only", "v0", "v1"] and count_media(folder) == 3
+    assert items[1].data == (folder / "v0.mp4").read_bytes()

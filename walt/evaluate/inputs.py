@@ -64,13 +64,27 @@ def is_folder(source: str | Path) -> bool:
     return Path(source).is_dir()
 
 
+def folder_media(root: Path) -> list[Path]:
+    """The media files of a folder, one per key: where several files share a key (``walt.generate``
+    writes ``sample_000.mp4`` and its ``sample_000.gif`` preview), the GIF is left out, since a
+    palette GIF is a lossy preview (and merges repeated frames); otherwise the first by path."""
+    chosen: dict[str, Path] = {}
+    for path in media_files(root):
+        key = sample_key(path.relative_to(root).as_posix())
+        kept = chosen.get(key)
+        if kept is None or (kept.suffix.lower() == ".gif" and path.suffix.lower() != ".gif"):
+            chosen[key] = path
+    return sorted(chosen.values())
+
+
 def count_media(source: str | Path) -> int | None:
-    """Number of media files in a folder (for progress bars); ``None`` for shards."""
-    return len(media_files(Path(source))) if is_folder(source) else None
+    """Number of media items in a folder (for progress bars); ``None`` for shards."""
+    return len(folder_media(Path(source))) if is_folder(source) else None
 
 
 def iter_media(source: str | Path, *, name: str = "source") -> Iterator[MediaItem]:
-    """Every video and image of a folder (sorted by path) or of shards (in shard order).
+    """Every video and image of a folder (sorted by path, one file per key: see
+    :func:`folder_media`) or of shards (in shard order).
 
     Args:
         source: a folder, or a shard path / brace pattern.
@@ -78,7 +92,7 @@ def iter_media(source: str | Path, *, name: str = "source") -> Iterator[MediaIte
     """
     if is_folder(source):
         root = Path(source)
-        files = media_files(root)
+        files = folder_media(root)
         if not files:
             raise ValueError(
                 f"{name}: no videos or images in the folder {root} (for shards pass their path or "
