@@ -108,13 +108,9 @@ def sample_frame_mask(
         ``(B, 1, t, 1, 1)`` mask.
     """
     b, _, t, _, _ = _check_shape(shape)
-    if not 0.0 <= p_frame_cond <= 1.0:
-        raise ValueError(f"p_frame_cond must be in [0, 1], got {p_frame_cond}")
-    if len(frame_cond_choices) == 0 or min(frame_cond_choices) < 1:
-        raise ValueError(f"frame_cond_choices must be positive ints, got {tuple(frame_cond_choices)}")
     gen_device = generator.device if generator is not None else device
-    use = torch.rand(b, generator=generator, device=gen_device) < p_frame_cond
-    pick = torch.randint(len(frame_cond_choices), (b,), generator=generator, device=gen_device)
+    use, pick = _draw_choices(b, p_frame_cond, frame_cond_choices, generator, gen_device,
+                              names=("p_frame_cond", "frame_cond_choices"))
     choices = torch.as_tensor(list(frame_cond_choices), device=gen_device).clamp(max=t - 1)
     counts = torch.where(use, choices[pick], torch.zeros_like(pick))
     return make_frame_mask(shape, counts.to(device), device=device, dtype=dtype)
@@ -144,13 +140,9 @@ def sample_interpolation_mask(
         ``(B, 1, t, 1, 1)`` float mask on the generator's device.
     """
     b, _, t, _, _ = _check_shape(shape)
-    if not 0.0 <= p_interpolate <= 1.0:
-        raise ValueError(f"p_interpolate must be in [0, 1], got {p_interpolate}")
-    if len(every_choices) == 0 or min(every_choices) < 1:
-        raise ValueError(f"every_choices must be positive ints, got {tuple(every_choices)}")
     gen_device = generator.device if generator is not None else None
-    use = torch.rand(b, generator=generator, device=gen_device) < p_interpolate
-    pick = torch.randint(len(every_choices), (b,), generator=generator, device=gen_device)
+    use, pick = _draw_choices(b, p_interpolate, every_choices, generator, gen_device,
+                              names=("p_interpolate", "every_choices"))
     rows = []
     for i in range(b):
         keys = keyframe_indices(t, int(every_choices[int(pick[i])]))
@@ -207,3 +199,18 @@ def null_frame_condition(z: Tensor) -> Tensor:
 def generation_mask(frame_mask: Tensor) -> Tensor:
     """``1 - m``: the frames to be generated, to restrict the loss to them."""
     return 1.0 - frame_mask
+
+
+def _draw_choices(
+    b: int, p: float, choices: Sequence[int], generator: torch.Generator | None, device,
+    *, names: tuple[str, str],
+) -> tuple[Tensor, Tensor]:
+    """Per sample: whether it is conditioned (probability ``p``) and which of ``choices`` it
+    takes (uniform), both ``(B,)``; the argument names go into the errors."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{names[0]} must be in [0, 1], got {p}")
+    if len(choices) == 0 or min(choices) < 1:
+        raise ValueError(f"{names[1]} must be positive ints, got {tuple(choices)}")
+    use = torch.rand(b, generator=generator, device=device) < p
+    pick = torch.randint(len(choices), (b,), generator=generator, device=device)
+    return use, pick
