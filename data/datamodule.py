@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from data.decode import DEFAULT_MAX_PIXELS
 from data.pipeline import FailureGuard, StreamOptions, WebVideoStream, expand_urls
 from data.samples import Kind, SampleSpec
-from data.transforms import as_size
+from data.transforms import as_size, check_zoom
 
 Urls = str | list[str] | None
 
@@ -206,6 +206,11 @@ class WebVideoDataModule(pl.LightningDataModule):
         num_frames_k: alternative to ``num_frames``: ``k`` gives ``num_frames = 1 + 4k``.
         size: output ``H`` and ``W`` (an int for square). Frames are scaled to cover it, then
             cropped (randomly for training, centred for validation).
+        zoom: training scale augmentation, a range ``[low, high]`` (``>= 1``): each training
+            sample is scaled to cover ``z x size`` with ``z ~ U(low, high)`` before its random
+            crop, so a model trained at ``size`` also sees content at up to ``high`` times the
+            scale (a tokenizer trained on 32-pixel crops of 64-pixel frames reconstructs 64-pixel
+            frames). Validation is never zoomed. ``None`` (default): no zoom.
         frame_stride: stride in source frames between clip frames (exclusive with
             ``target_fps``); both unset means stride 1. A list gives stride choices: each
             training clip draws one (validation uses the first), so clips come at several real
@@ -248,6 +253,7 @@ class WebVideoDataModule(pl.LightningDataModule):
         num_frames: int = 17,
         num_frames_k: int | None = None,
         size: int | tuple[int, int] = 256,
+        zoom: float | list[float] | None = None,
         frame_stride: int | list[int] | None = None,
         target_fps: float | None = None,
         short_clip: Literal["skip", "loop"] = "skip",
@@ -271,6 +277,7 @@ class WebVideoDataModule(pl.LightningDataModule):
             num_frames = 1 + 4 * num_frames_k
         self.num_frames = check_num_frames(num_frames)
         self.size = check_size(size)
+        self.zoom = check_zoom(zoom)
         _check_arguments(
             frame_stride=frame_stride, target_fps=target_fps, short_clip=short_clip,
             max_failure_fraction=max_failure_fraction,
@@ -381,6 +388,7 @@ class WebVideoDataModule(pl.LightningDataModule):
             train=train,
             load_pixels=self.load_pixels,
             max_pixels=self.max_pixels,
+            zoom=self.zoom if train else None,
         )
         options = StreamOptions(
             batch_size=self.batch_sizes[kind],

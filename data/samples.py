@@ -25,7 +25,7 @@ from data.decode import (
     decode_clip,
     decode_image,
 )
-from data.transforms import frames_to_pixels
+from data.transforms import draw_zoom, frames_to_pixels
 
 Kind = Literal["video", "image"]
 ARRAY_FIELDS: tuple[str, ...] = ("latents", "text_emb", "text_mask", "lowres_latents")
@@ -47,6 +47,8 @@ class SampleSpec:
         load_pixels: decode media; when False only precomputed arrays are read.
         max_pixels: pixels per frame above which media is skipped before decoding (``None``:
             no cap).
+        zoom: training zoom range ``(low, high)``: each training sample is scaled to cover
+            ``z x size``, ``z ~ U(low, high)``, before its random crop (``None``: no zoom).
     """
 
     kind: Kind
@@ -58,6 +60,7 @@ class SampleSpec:
     train: bool
     load_pixels: bool
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    zoom: tuple[float, float] | None = None
 
 
 def media_field(sample: dict[str, Any], extensions: tuple[str, ...]) -> str | None:
@@ -129,10 +132,11 @@ def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) 
                 raise ValueError(f"malformed json member: fps/stride: {error}") from None
         return out
     crop = "random" if spec.train else "center"
+    zoom = draw_zoom(spec.zoom, rng) if spec.train else 1.0
     if spec.kind == "image":
         image = sample[_require(sample, IMAGE_EXTENSIONS)]
         frames = decode_image(image, max_pixels=spec.max_pixels)[None]
-        out["pixels"] = frames_to_pixels(frames, size=spec.size, crop=crop, rng=rng)
+        out["pixels"] = frames_to_pixels(frames, size=spec.size, crop=crop, rng=rng, zoom=zoom)
         return out
     clip = decode_clip(
         sample[_require(sample, VIDEO_EXTENSIONS)],
@@ -144,7 +148,7 @@ def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) 
         rng=rng,
         max_pixels=spec.max_pixels,
     )
-    out["pixels"] = frames_to_pixels(clip.frames, size=spec.size, crop=crop, rng=rng)
+    out["pixels"] = frames_to_pixels(clip.frames, size=spec.size, crop=crop, rng=rng, zoom=zoom)
     out["fps"], out["stride"] = clip.fps, clip.stride
     return out
 

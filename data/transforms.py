@@ -52,6 +52,7 @@ def frames_to_pixels(
     size: tuple[int, int],
     crop: Crop = "center",
     rng: random.Random | None = None,
+    zoom: float = 1.0,
 ) -> torch.Tensor:
     """``(T, H0, W0, 3)`` uint8 frames to ``(3, T, H, W)`` float pixels in ``[-1, 1]``.
 
@@ -60,12 +61,17 @@ def frames_to_pixels(
         size: output ``(H, W)``.
         crop: "random" (training) or "center" (validation).
         rng: random source for ``crop="random"``.
+        zoom: scale the frames to cover ``zoom x size`` (not ``size``) before cropping, so the
+            crop sees a ``1 / zoom`` part of the view at a finer scale (``>= 1``).
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got shape {frames.shape}")
     video = torch.from_numpy(np.require(frames, requirements=["C", "W"]))
     video = rearrange(video, "t h w c -> t c h w").float()  # (T, 3, H0, W0)
-    resized = cover_size(video.shape[-2], video.shape[-1], size)
+    if zoom < 1.0:
+        raise ValueError(f"zoom must be >= 1, got {zoom}")
+    cover = (math.ceil(size[0] * zoom - 1e-6), math.ceil(size[1] * zoom - 1e-6))
+    resized = cover_size(video.shape[-2], video.shape[-1], cover)
     if resized != tuple(video.shape[-2:]):
         # Antialiasing matters when shrinking 720p to 64-256 px; without it frames alias.
         video = F.interpolate(video, size=resized, mode="bilinear", antialias=True, align_corners=False)
@@ -73,3 +79,22 @@ def frames_to_pixels(
     video = video[:, :, top : top + size[0], left : left + size[1]]
     video = (video / 127.5 - 1.0).clamp_(-1.0, 1.0)
     return rearrange(video, "t c h w -> c t h w").contiguous()  # (3, T, H, W)
+
+
+def draw_zoom(zoom: tuple[float, float] | None, rng: random.Random) -> float:
+    """A zoom factor drawn uniformly from the range ``zoom`` (1 when ``None``)."""
+    if zoom is None:
+        return 1.0
+    low, high = zoom
+    return low if low == high else rng.uniform(low, high)
+
+
+def check_zoom(zoom: float | tuple[float, float] | list[float] | None) -> tuple[float, float] | None:
+    """``(low, high)`` from a zoom range (a number is a fixed zoom); raises unless ``1 <= low
+    <= high``."""
+    if zoom is None:
+        return None
+    pair = (zoom, zoom) if isinstance(zoom, (int, float)) else tuple(zoom)
+    if len(pair) != 2 or not 1.0 <= float(pair[0]) <= float(pair[1]):
+        raise ValueError(f"zoom must be a number >= 1 or a range [low, high] with 1 <= low <= high, got {zoom!r}")
+    return float(pair[0]), float(pair[1])

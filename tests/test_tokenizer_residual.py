@@ -82,12 +82,12 @@ def test_residual_needs_divisible_widths():
         CausalVAE.from_preset("tiny", residual=True, latent_channels=12)
 
 
-def test_real_cpu_recipe_builds_a_residual_model():
+def test_small_cpu_recipe_builds_a_residual_model():
     from pathlib import Path
 
     import yaml
 
-    path = Path(__file__).resolve().parents[1] / "configs/tokenizer/real_cpu.yaml"
+    path = Path(__file__).resolve().parents[1] / "configs/tokenizer/small_cpu.yaml"
     args = yaml.safe_load(path.read_text())["model"]["init_args"]
     vae = CausalVAE.from_preset(args["preset"], **args["vae_overrides"])
     assert vae.config["residual"] is True and vae.spatial_compression == 8
