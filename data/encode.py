@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 from einops import rearrange
 
 from common.atomic import atomic_open
@@ -142,12 +143,14 @@ def reencode_video(data: bytes, *, size: int, fps: float, keep_aspect: bool = Fa
         stream = _video_stream(container)
         dt = 1.0 / _stream_fps(stream)
         next_time: float | None = None
+        reformatter = VideoReformatter()
         for time, frame in ordered_frames(container, stream, dt):
             next_time = time if next_time is None else next_time
             rgb = None
             # Keep the frame shown at each output tick (drops or repeats frames as needed).
             while time + 0.5 * dt >= next_time:
-                rgb = rgb if rgb is not None else _resize(frame_to_rgb(frame), size, keep_aspect)
+                rgb = rgb if rgb is not None else _resize(
+                    frame_to_rgb(frame, reformatter=reformatter), size, keep_aspect)
                 out.append(rgb)
                 next_time += 1.0 / fps
     if not out:

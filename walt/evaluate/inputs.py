@@ -23,6 +23,7 @@ from typing import Literal
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from webdataset.tariterators import tarfile_samples
 
 from data.decode import (
@@ -124,8 +125,9 @@ def read_frames(item: MediaItem, *, max_frames: int | None = None) -> np.ndarray
     frames: list[np.ndarray] = []
     with av.open(io.BytesIO(item.data)) as container:
         stream = _video_stream(container)
+        reformatter = VideoReformatter()
         for _, frame in ordered_frames(container, stream, 1.0 / _stream_fps(stream)):
-            frames.append(frame_to_rgb(frame))
+            frames.append(frame_to_rgb(frame, reformatter=reformatter))
             if max_frames is not None and len(frames) >= max_frames:
                 break
     if not frames:

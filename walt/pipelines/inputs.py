@@ -71,6 +71,7 @@ def iter_video(
     """The first ``num_frames`` frames of a video in pieces ``(1, C, T', H, W)`` of ``chunk``
     frames (the last may be shorter), decoded as they are needed: memory holds one piece."""
     import av
+    from av.video.reformatter import VideoReformatter
 
     from data.decode import frame_to_rgb
 
@@ -79,8 +80,9 @@ def iter_video(
     frames: list[np.ndarray] = []
     done = 0
     with av.open(str(path)) as container:
+        reformatter = VideoReformatter()
         for frame in container.decode(video=0):
-            frames.append(frame_to_rgb(frame))  # (H0, W0, 3) uint8
+            frames.append(frame_to_rgb(frame, reformatter=reformatter))  # (H0, W0, 3) uint8
             if len(frames) == chunk or done + len(frames) == num_frames:
                 yield frames_to_pixels(np.stack(frames), size=size, crop="center")[None]
                 done, frames = done + len(frames), []
