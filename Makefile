@@ -50,7 +50,7 @@ quickstart: $(STAMP)
 	$(BIN)/python -m walt.generate $(QS)/walt/checkpoints/last.ckpt --out $(QS)/long --mode extend --num-chunks 4 --per-class 1 --num-inference-steps 50
 	$(BIN)/python -m walt.evaluate drift $(QS)/long --chunk-frames 12 --seam-overlap 5 --json $(QS)/long/drift.json
 	$(BIN)/python -m walt.evaluate_synthetic $(QS)/long --shards '$(QS)/data/val-000000.tar' --chunk-frames 12 --seam-overlap 5
-	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/sr_latents/train-%06d.tar' --videos '$(QS)/data/train-{000000..000007}.tar' --size 64 --num-frames 17 --lowres --max-samples-per-shard 512 --num-workers 1
+	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/sr_latents/train-%06d.tar' --videos '$(QS)/data/train-{000000..000003}.tar' --size 64 --num-frames 17 --lowres --max-samples-per-shard 512 --num-workers 1
 	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/sr_latents/val-%06d.tar' --videos '$(QS)/data/val-000000.tar' --size 64 --num-frames 17 --lowres --num-workers 1
 	$(BIN)/python train.py fit --config configs/sr/tiny_cpu.yaml
 	$(BIN)/python -m walt.evaluate sr $(QS)/sr/checkpoints/last.ckpt '$(QS)/data/val-000000.tar' --num-clips 32 --num-inference-steps 50 --sheet $(QS)/sr/val_sheet.png --json $(QS)/sr/val_sr.json

@@ -135,3 +135,18 @@ def test_interrupted_latent_stats_write_keeps_the_original(kind, tmp_path, monke
                            "32", "--max-samples", "2"])
     assert path.read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["media", path.name]  # no temp file
+
+
+@pytest.mark.parametrize("batch_size", [3, 8])
+def test_latent_stats_batched_equal_one_at_a_time(tmp_path, batch_size):
+    from data.synthetic import write_synthetic
+
+    write_synthetic(str(tmp_path / "s-%06d.tar"), num_videos=7, frames=9, size=32, seed=0)
+    vae = tiny().eval()
+    shards = str(tmp_path / "s-000000.tar")
+    kw = dict(num_frames=9, size=32, max_samples=5, images=False)
+    mean1, std1, seen1 = compute_latent_stats(vae, shards, batch_size=1, **kw)
+    mean, std, seen = compute_latent_stats(vae, shards, batch_size=batch_size, **kw)
+    assert seen1 == seen == 5  # max_samples holds whatever the batch size
+    assert mean == pytest.approx(mean1, rel=1e-4, abs=1e-6)
+    assert std == pytest.approx(std1, rel=1e-4, abs=1e-6)
