@@ -9,6 +9,7 @@ stay.
 from __future__ import annotations
 
 import contextlib
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +26,8 @@ class ShardSink:
         pattern: output pattern with one printf field, e.g. ``out/shard-%06d.tar``.
         max_samples: samples per shard.
         max_bytes: bytes per shard (a shard is closed once it reaches this size).
-        mtime: modification time of every tar member (a fixed value gives reproducible
-            bytes); ``None`` uses the current time.
+        mtime: modification time of every tar member, in whole seconds (a fixed value gives
+            reproducible bytes); ``None`` uses the current time.
     """
 
     def __init__(
@@ -84,7 +85,10 @@ class ShardSink:
 
         stack = contextlib.ExitStack()
         handle = stack.enter_context(atomic_open(self.pattern % len(self.paths), "wb"))
-        self._stack, self._tar = stack, wds.TarWriter(handle, mtime=self.mtime)
+        # Whole seconds: a fractional mtime (webdataset's default is time.time()) makes tarfile
+        # add a PAX header to every member, which doubles the header parsing of every read.
+        mtime = int(time.time() if self.mtime is None else self.mtime)
+        self._stack, self._tar = stack, wds.TarWriter(handle, mtime=mtime)
         self._count, self._size = 0, 0
 
     def _finish(self) -> None:
