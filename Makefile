@@ -39,7 +39,7 @@ quickstart: $(STAMP)
 	rm -rf $(QS)
 	$(BIN)/python -m data.synthetic '$(QS)/data/train-%06d.tar' $(SHAPES) --num-videos 1024 --num-images 256 --samples-per-shard 160 --seed 0
 	$(BIN)/python -m data.synthetic '$(QS)/data/val-%06d.tar' $(SHAPES) --num-videos 64 --samples-per-shard 64 --seed 1
-	$(BIN)/python train.py fit --config configs/tokenizer/tiny_cpu.yaml --trainer.max_steps=1600 --trainer.max_time=00:00:08:00
+	$(BIN)/python train.py fit --config configs/tokenizer/tiny_cpu.yaml --trainer.max_steps=1600 --trainer.max_time=00:00:08:00 --data.init_args.num_frames=9
 	$(BIN)/python -m walt.evaluate_synthetic --reconstruct $(QS)/tokenizer/tokenizer.safetensors --shards '$(QS)/data/val-000000.tar' --size 32 --json $(QS)/tokenizer/reconstruct.json
 	$(BIN)/python -m tokenizer.latent_stats $(QS)/tokenizer/tokenizer.safetensors '$(QS)/data/train-{000000..000007}.tar' --size 32 --num-frames 17 --max-samples 256
 	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/latents/train-%06d.tar' --videos '$(QS)/data/train-{000000..000007}.tar' --size 32 --num-frames 17 --max-samples-per-shard 512 --num-workers 1
