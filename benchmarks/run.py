@@ -14,7 +14,8 @@ held against):
 - ``tokenizer``: encode / decode time per frame, peak memory and GFLOP/s of the walt CausalVAE
   against diffusers' Wan and CogVideoX VAEs;
 - ``loader``: clips/s of the data loader against the tiny model's training step;
-- ``sampling``: seconds per clip, 50 DDIM against 20 DPM-Solver++ steps (tiny model).
+- ``sampling``: seconds per clip, 50 DDIM against 20 DPM-Solver++ steps (tiny model);
+- ``precision``: the tiny CPU configs' training step in fp32 against bf16 autocast.
 
 Every part runs in its own spawned process (and the backbone and tokenizer models each in
 their own), so CPU peak memory (``ru_maxrss``) belongs to one measurement. ``--quick`` shrinks

@@ -236,4 +236,16 @@ def sampling(*, opts: dict[str, Any], ceilings: Part | None = None) -> Part:
                         ("ratio_to_first", "÷ first row", ".2f")]}
 
 
-PARTS = {f.__name__: f for f in (ceilings, backbone, scaling, tokenizer, loader, sampling)}
+def precision(*, opts: dict[str, Any], ceilings: Part | None = None) -> Part:
+    from bench_precision import COLUMNS, measure
+
+    rows = measure(2 if opts["quick"] else 10)
+    return {"title": "Tiny CPU configs: training step in fp32 and bf16 autocast", "rows": rows,
+            "columns": COLUMNS,
+            "notes": ["Random weights and inputs of the tiny configs' shapes; medians of "
+                      "interleaved fp32 / bf16 passes. The configs train in `bf16-mixed`."]}
+
+
+PARTS = {
+    f.__name__: f for f in (ceilings, backbone, scaling, tokenizer, loader, sampling, precision)
+}

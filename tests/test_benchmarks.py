@@ -53,3 +53,14 @@ def test_backbone_flops_count_linear_and_windowed_attention() -> None:
     assert windowed["attention"] == pytest.approx(got["attention"] / 4)
     with pytest.raises(ValueError, match="model"):
         backbone_flops("unet", (1, 4, 4), depth=1, hidden=d)
+
+
+def test_precision_part_times_both_tiny_configs_in_fp32_and_bf16() -> None:
+    from bench_precision import COLUMNS, measure
+
+    rows = measure(1, warmup=0)
+    assert [r["network"].split(",")[0] for r in rows] == ["W.A.L.T backbone", "tokenizer VAE"]
+    for row in rows:
+        assert {key for key, _, _ in COLUMNS} <= row.keys()
+        assert all(math.isfinite(row[k]) and row[k] > 0 for k in ("fp32_s", "bf16_s", "ratio"))
+        assert row["ratio"] == row["bf16_s"] / row["fp32_s"]
