@@ -64,3 +64,19 @@ def test_precision_part_times_both_tiny_configs_in_fp32_and_bf16() -> None:
         assert {key for key, _, _ in COLUMNS} <= row.keys()
         assert all(math.isfinite(row[k]) and row[k] > 0 for k in ("fp32_s", "bf16_s", "ratio"))
         assert row["ratio"] == row["bf16_s"] / row["fp32_s"]
+
+
+def test_backbone_ratio_uses_the_grids_walt_row() -> None:
+    """Each grid's ratio column holds walt's tokens/s over each model's; where whole-frame walt
+    is not timed (5x64x112 on CPU) the 1x16x16-window walt is the reference."""
+    from suite_parts import _backbone_plan, _backbone_rows
+
+    _, plan = _backbone_plan(False, "cpu")
+    assert [(grid, models) for grid, _, models in plan][-1] == ((5, 64, 112), ["walt-sw16", "latte"])
+    results = [{"grid": "5x8x8", "model": "walt", "tokens_per_s": 30.0, "gflops_per_s": 1.0},
+               {"grid": "5x8x8", "model": "latte", "tokens_per_s": 20.0, "gflops_per_s": 1.0},
+               {"grid": "5x64x112", "model": "walt-sw16", "tokens_per_s": 9.0, "gflops_per_s": 1.0},
+               {"grid": "5x64x112", "model": "latte", "tokens_per_s": 6.0, "gflops_per_s": 2.0}]
+    rows = _backbone_rows(results, fp32_peak=4.0)
+    assert [r["walt_ratio"] for r in rows] == [1.0, 1.5, 1.0, 1.5]
+    assert [r["mfu"] for r in rows] == [0.25, 0.25, 0.25, 0.5]
