@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from data.decode import DEFAULT_MAX_PIXELS
 from data.pipeline import FailureGuard, StreamOptions, WebVideoStream, expand_urls
 from data.samples import Kind, SampleSpec
-from data.transforms import as_size, check_zoom
+from data.transforms import as_size, check_zoom, check_zoom_choices
 
 Urls = str | list[str] | None
 
@@ -211,6 +211,10 @@ class WebVideoDataModule(pl.LightningDataModule):
             crop, so a model trained at ``size`` also sees content at up to ``high`` times the
             scale (a tokenizer trained on 32-pixel crops of 64-pixel frames reconstructs 64-pixel
             frames). Validation is never zoomed. ``None`` (default): no zoom.
+        zoom_choices: training zoom drawn from a set instead of a range (exclusive with
+            ``zoom``): ``[1, 2]`` trains a tokenizer on each scale of a 2x super-resolution
+            cascade and none between, which keeps more of the base scale than the range
+            ``[1, 2]`` (docs/super_resolution.md, "What limits the tiny stage").
         frame_stride: stride in source frames between clip frames (exclusive with
             ``target_fps``); both unset means stride 1. A list gives stride choices: each
             training clip draws one (validation uses the first), so clips come at several real
@@ -254,6 +258,7 @@ class WebVideoDataModule(pl.LightningDataModule):
         num_frames_k: int | None = None,
         size: int | tuple[int, int] = 256,
         zoom: float | list[float] | None = None,
+        zoom_choices: list[float] | None = None,
         frame_stride: int | list[int] | None = None,
         target_fps: float | None = None,
         short_clip: Literal["skip", "loop"] = "skip",
@@ -278,6 +283,7 @@ class WebVideoDataModule(pl.LightningDataModule):
         self.num_frames = check_num_frames(num_frames)
         self.size = check_size(size)
         self.zoom = check_zoom(zoom)
+        self.zoom_choices = check_zoom_choices(zoom_choices, zoom=zoom)
         _check_arguments(
             frame_stride=frame_stride, target_fps=target_fps, short_clip=short_clip,
             max_failure_fraction=max_failure_fraction,
@@ -389,6 +395,7 @@ class WebVideoDataModule(pl.LightningDataModule):
             load_pixels=self.load_pixels,
             max_pixels=self.max_pixels,
             zoom=self.zoom if train else None,
+            zoom_choices=self.zoom_choices if train else None,
         )
         options = StreamOptions(
             batch_size=self.batch_sizes[kind],

@@ -49,6 +49,8 @@ class SampleSpec:
             no cap).
         zoom: training zoom range ``(low, high)``: each training sample is scaled to cover
             ``z x size``, ``z ~ U(low, high)``, before its random crop (``None``: no zoom).
+        zoom_choices: training zoom set: ``z`` is drawn uniformly from it instead (exclusive
+            with ``zoom``).
     """
 
     kind: Kind
@@ -61,6 +63,7 @@ class SampleSpec:
     load_pixels: bool
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     zoom: tuple[float, float] | None = None
+    zoom_choices: tuple[float, ...] | None = None
 
 
 def media_field(sample: dict[str, Any], extensions: tuple[str, ...]) -> str | None:
@@ -132,7 +135,7 @@ def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) 
                 raise ValueError(f"malformed json member: fps/stride: {error}") from None
         return out
     crop = "random" if spec.train else "center"
-    zoom = draw_zoom(spec.zoom, rng) if spec.train else 1.0
+    zoom = draw_zoom(spec.zoom, rng, choices=spec.zoom_choices) if spec.train else 1.0
     if spec.kind == "image":
         image = sample[_require(sample, IMAGE_EXTENSIONS)]
         frames = decode_image(image, max_pixels=spec.max_pixels)[None]

@@ -81,8 +81,16 @@ def frames_to_pixels(
     return rearrange(video, "t c h w -> c t h w").contiguous()  # (3, T, H, W)
 
 
-def draw_zoom(zoom: tuple[float, float] | None, rng: random.Random) -> float:
-    """A zoom factor drawn uniformly from the range ``zoom`` (1 when ``None``)."""
+def draw_zoom(
+    zoom: tuple[float, float] | None,
+    rng: random.Random,
+    *,
+    choices: tuple[float, ...] | None = None,
+) -> float:
+    """A zoom factor drawn uniformly from the set ``choices`` if given, else from the range
+    ``zoom`` (1 when both are ``None``)."""
+    if choices:
+        return rng.choice(choices)
     if zoom is None:
         return 1.0
     low, high = zoom
@@ -98,3 +106,18 @@ def check_zoom(zoom: float | tuple[float, float] | list[float] | None) -> tuple[
     if len(pair) != 2 or not 1.0 <= float(pair[0]) <= float(pair[1]):
         raise ValueError(f"zoom must be a number >= 1 or a range [low, high] with 1 <= low <= high, got {zoom!r}")
     return float(pair[0]), float(pair[1])
+
+
+def check_zoom_choices(
+    choices: list[float] | tuple[float, ...] | None, *, zoom: object = None
+) -> tuple[float, ...] | None:
+    """The zoom set as a tuple; raises unless it is non-empty with every factor ``>= 1``, and
+    unless ``zoom`` (a range) is unset: a sample draws from one or the other."""
+    if choices is None:
+        return None
+    if zoom is not None:
+        raise ValueError(f"give zoom (a range) or zoom_choices (a set), not both: {zoom!r}, {choices!r}")
+    factors = tuple(float(c) for c in choices) if isinstance(choices, (list, tuple)) else ()
+    if not factors or min(factors) < 1.0:
+        raise ValueError(f"zoom_choices must be a non-empty list of factors >= 1, got {choices!r}")
+    return factors

@@ -193,7 +193,10 @@ class SelfAttention(_MultiHead):
         qkv = rearrange(
             self.qkv(x), "... n (three h d) -> three ... h n d", three=3, h=self.num_heads
         )
-        q, k, v = self.q_norm(qkv[0]), self.k_norm(qkv[1]), qkv[2]  # (..., heads, N, d)
+        # unbind, not qkv[0..2]: its backward stacks the three gradients in one write, where
+        # indexing zero-fills a 3x-sized gradient per slice and adds them.
+        q, k, v = qkv.unbind(0)  # (..., heads, N, d) each
+        q, k = self.q_norm(q), self.k_norm(k)
         out = attention(q, k, v, bias, backend=self.backend)
         return self.proj(rearrange(out, "... h n d -> ... n (h d)"))  # (..., N, D)
 
@@ -223,6 +226,7 @@ class WindowCrossAttention(_MultiHead):
         kv_in = torch.cat([self.kv(x), kv_text], dim=-2)  # (B, nW, N + L, 2D)
         q = rearrange(self.q(x), "... n (h d) -> ... h n d", h=self.num_heads)
         kv = rearrange(kv_in, "... n (two h d) -> two ... h n d", two=2, h=self.num_heads)
-        q, k, v = self.q_norm(q), self.k_norm(kv[0]), kv[1]
+        k, v = kv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
         out = attention(q, k, v, bias, backend=self.backend)  # (B, nW, heads, N, d)
         return self.proj(rearrange(out, "... h n d -> ... n (h d)"))

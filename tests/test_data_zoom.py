@@ -13,7 +13,7 @@ import webdataset as wds
 from PIL import Image
 
 from data.datamodule import WebVideoDataModule
-from data.transforms import check_zoom, draw_zoom, frames_to_pixels
+from data.transforms import check_zoom, check_zoom_choices, draw_zoom, frames_to_pixels
 
 
 def _frame(size: int = 16) -> np.ndarray:
@@ -52,6 +52,26 @@ def test_zoom_draws_inside_its_range() -> None:
     assert draw_zoom(None, rng) == 1.0 and check_zoom(1.5) == (1.5, 1.5)
 
 
+def test_zoom_choices_draw_only_their_factors() -> None:
+    rng = random.Random(0)
+    draws = [draw_zoom(None, rng, choices=(1.0, 2.0)) for _ in range(200)]
+    assert set(draws) == {1.0, 2.0} and 60 < draws.count(2.0) < 140
+    assert check_zoom_choices([1, 2]) == (1.0, 2.0) and check_zoom_choices(None) is None
+
+
+@pytest.mark.parametrize("bad", [[], [0.5, 2.0], 2.0])
+def test_bad_zoom_choices_raise(bad) -> None:
+    with pytest.raises(ValueError, match="zoom_choices"):
+        check_zoom_choices(bad)
+    with pytest.raises(ValueError, match="zoom_choices"):
+        WebVideoDataModule(train_images="x.tar", zoom_choices=bad)
+
+
+def test_zoom_range_and_choices_are_exclusive() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        WebVideoDataModule(train_images="x.tar", zoom=[1, 2], zoom_choices=[1, 2])
+
+
 def _png_shard(path: Path) -> str:
     rng = np.random.default_rng(1)
     with wds.TarWriter(str(path)) as sink:
@@ -65,10 +85,10 @@ def _png_shard(path: Path) -> str:
 def test_validation_is_never_zoomed_and_training_is(tmp_path: Path) -> None:
     shard = _png_shard(tmp_path / "img.tar")
 
-    def pixels(split: str, zoom) -> torch.Tensor:
+    def pixels(split: str, zoom, choices=None) -> torch.Tensor:
         module = WebVideoDataModule(
             train_images=shard, val_images=shard, size=8, batch_size=4, num_workers=0,
-            shuffle_buffer=0, zoom=zoom,
+            shuffle_buffer=0, zoom=zoom, zoom_choices=choices,
         )
         module.setup("fit")
         if split == "val":
@@ -83,4 +103,7 @@ def test_validation_is_never_zoomed_and_training_is(tmp_path: Path) -> None:
     assert torch.allclose(zoomed, zoomed.round(), atol=1e-3)
     plain = (pixels("train", None) + 1.0) * 127.5
     assert not torch.allclose(plain, plain.round(), atol=1e-3)
-
+    # A one-factor set is that fixed zoom: training native pixels, validation untouched.
+    chosen = (pixels("train", None, [2.0]) + 1.0) * 127.5
+    assert torch.allclose(chosen, chosen.round(), atol=1e-3)
+    assert torch.equal(pixels("val", None, [2.0]), pixels("val", None))
