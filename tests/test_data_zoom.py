@@ -37,12 +37,17 @@ def test_zoom_two_of_a_double_size_frame_is_a_native_crop() -> None:
     assert not torch.allclose(crop, frames_to_pixels(frames, size=(8, 8)))
 
 
-@pytest.mark.parametrize("bad", [0.5, [2.0, 1.5], [0.9, 2.0], [1.0, 2.0, 3.0]])
-def test_bad_zoom_ranges_raise(bad) -> None:
-    with pytest.raises(ValueError, match="zoom"):
-        check_zoom(bad)
-    with pytest.raises(ValueError, match="zoom"):
-        WebVideoDataModule(train_images="x.tar", zoom=bad)
+BAD_ZOOMS = [("zoom", check_zoom, bad) for bad in (0.5, [2.0, 1.5], [0.9, 2.0], [1.0, 2.0, 3.0])]
+BAD_ZOOMS += [("zoom_choices", check_zoom_choices, bad) for bad in ([], [0.5, 2.0], 2.0)]
+
+
+@pytest.mark.parametrize("name, check, bad", BAD_ZOOMS)
+def test_bad_zooms_raise(name, check, bad) -> None:
+    """A bad zoom range or zoom set is refused by its check and by the data module."""
+    with pytest.raises(ValueError, match=name):
+        check(bad)
+    with pytest.raises(ValueError, match=name):
+        WebVideoDataModule(train_images="x.tar", **{name: bad})
 
 
 def test_zoom_draws_inside_its_range() -> None:
@@ -57,14 +62,6 @@ def test_zoom_choices_draw_only_their_factors() -> None:
     draws = [draw_zoom(None, rng, choices=(1.0, 2.0)) for _ in range(200)]
     assert set(draws) == {1.0, 2.0} and 60 < draws.count(2.0) < 140
     assert check_zoom_choices([1, 2]) == (1.0, 2.0) and check_zoom_choices(None) is None
-
-
-@pytest.mark.parametrize("bad", [[], [0.5, 2.0], 2.0])
-def test_bad_zoom_choices_raise(bad) -> None:
-    with pytest.raises(ValueError, match="zoom_choices"):
-        check_zoom_choices(bad)
-    with pytest.raises(ValueError, match="zoom_choices"):
-        WebVideoDataModule(train_images="x.tar", zoom_choices=bad)
 
 
 def test_zoom_range_and_choices_are_exclusive() -> None:
