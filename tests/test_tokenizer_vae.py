@@ -235,3 +235,28 @@ def test_inference_stream_reuses_the_handed_over_cache_buffer():
         second, cache = conv(x[:, :, 5:], cache)
     assert cache.data_ptr() == buffer
     torch.testing.assert_close(torch.cat([first, second], dim=2), whole)
+
+
+@pytest.mark.parametrize("kernel,stride", [(3, 1), (3, (2, 2, 2)), ((1, 3, 3), 1), ((3, 1, 1), 1)])
+@pytest.mark.parametrize("split", [False, True])
+def test_time_folded_conv_equals_3d_reference(kernel, stride, split, monkeypatch):
+    import tokenizer.network.causal_conv as cc
+
+    torch.manual_seed(0)
+    conv = CausalConv3d(in_channels=3, out_channels=5, kernel_size=kernel, stride=stride)
+    window = torch.randn(2, 3, conv.kernel_size[0], 16, 16)  # one output frame, 16x16 pixels
+    assert conv.folds_time(window)
+    assert not conv.folds_time(window[:, :, :, :8, :8])  # tiny frames keep the 3D kernel
+    if split:
+        monkeypatch.setattr(cc, "SPLIT_WEIGHT_BYTES", conv.conv.weight.numel())  # -> groups
+    with torch.no_grad():
+        folded, reference = conv._conv(window), conv._conv(window, fold=False)
+    assert folded.shape == reference.shape and folded.shape[2] == 1
+    torch.testing.assert_close(folded, reference, atol=1e-5, rtol=1e-5)
+    # The gradients of the folded path are those of the reference path.
+    grads = []
+    for fold in (True, False):
+        conv.zero_grad()
+        conv._conv(window, fold=fold).square().sum().backward()
+        grads.append(conv.conv.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)

@@ -21,6 +21,13 @@ PAD_MODES = ("replicate", "zeros")
 # the CPU kernel re-lays out the whole weight per call, a transient as large as the weight
 # (108 MiB for the `walt` preset's first depth-to-space conv) that sets streaming's peak memory.
 SPLIT_WEIGHT_BYTES = 32 * 2**20
+# Streaming runs the full-frame-rate levels one output frame at a time: a (B, C, k_t, H, W)
+# window, for which PyTorch's CPU dispatch picks its native 3D kernel over oneDNN (its
+# size heuristic counts B*C*T*H; with T = k_t it stays small) and runs at 0.05-0.45 of the
+# conv3d peak. One output frame *is* a 2D convolution over k_t*C channels, which oneDNN runs
+# at the peak from 16x16 frames up; below that the native kernel is as fast or faster
+# (measured, benchmarks/RESULTS.md, "Tokenizer encode / decode").
+FOLD_MIN_PIXELS = 16 * 16
 
 
 class CausalConv3d(nn.Module):
@@ -99,24 +106,37 @@ class CausalConv3d(nn.Module):
             return out, cache.copy_(tail)
         return out, tail.clone()
 
-    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+    def folds_time(self, x: torch.Tensor) -> bool:
+        """Whether ``_conv`` runs window ``x`` as a 2D convolution (see ``FOLD_MIN_PIXELS``):
+        one output frame, on the CPU, frames of at least ``FOLD_MIN_PIXELS`` pixels."""
+        return (
+            x.device.type == "cpu"
+            and x.shape[2] == self.kernel_size[0]
+            and x.shape[3] * x.shape[4] >= FOLD_MIN_PIXELS
+        )
+
+    def _conv(self, x: torch.Tensor, *, fold: bool | None = None) -> torch.Tensor:
+        """The convolution of an already padded window; ``fold`` overrides :meth:`folds_time`
+        (``False`` is the reference 3D path)."""
         weight, bias = self.conv.weight, self.conv.bias
+        conv, stride, padding = F.conv3d, self.conv.stride, self.conv.padding
+        fold = self.folds_time(x) if fold is None else fold
+        if fold:  # (B, C, k_t, H, W) -> (B, C*k_t, H, W), weight (O, C*k_t, k_h, k_w): same sums
+            x, weight = x.flatten(1, 2), weight.flatten(1, 2)
+            conv, stride, padding = F.conv2d, stride[1:], padding[1:]
         size = weight.numel() * weight.element_size()
         if torch.is_grad_enabled() or size <= SPLIT_WEIGHT_BYTES:
-            return self.conv(x)
-        groups = -(-size // SPLIT_WEIGHT_BYTES)
-        step = -(-weight.shape[0] // groups)
-        parts = [
-            F.conv3d(
-                x,
-                weight[o : o + step],
-                None if bias is None else bias[o : o + step],
-                stride=self.conv.stride,
-                padding=self.conv.padding,
-            )
-            for o in range(0, weight.shape[0], step)
-        ]
-        return torch.cat(parts, dim=1)
+            out = conv(x, weight, bias, stride=stride, padding=padding)
+        else:
+            groups = -(-size // SPLIT_WEIGHT_BYTES)
+            step = -(-weight.shape[0] // groups)
+            parts = [
+                conv(x, weight[o : o + step], None if bias is None else bias[o : o + step],
+                     stride=stride, padding=padding)
+                for o in range(0, weight.shape[0], step)
+            ]
+            out = torch.cat(parts, dim=1)
+        return out.unsqueeze(2) if fold else out  # (B, O, T_out, H', W')
 
     def _empty_out(self, x: torch.Tensor) -> torch.Tensor:
         b, _, _, h, w = x.shape
