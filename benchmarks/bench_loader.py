@@ -66,17 +66,48 @@ def clips_per_second(fn, files: list[bytes], clips: int, frames: int, size: int)
     return len(files) * clips / seconds
 
 
-def loader_clips_per_second(shard: str, workers: int, clips: int, frames: int, size: int) -> float:
+def _module(shard: str, workers: int, clips: int, frames: int, size: int, *, batch_size: int = 4,
+            load_pixels: bool = True) -> WebVideoDataModule:
     module = WebVideoDataModule(
-        train_videos=shard, num_frames=frames, size=size, batch_size=4, num_workers=workers,
-        resampled=True, epoch_length=clips, shuffle_buffer=0,
+        train_videos=shard, num_frames=frames, size=size, batch_size=batch_size,
+        num_workers=workers, resampled=True, epoch_length=clips, shuffle_buffer=0,
+        load_pixels=load_pixels,
     )
     module.setup("fit")
+    return module
+
+
+def _batch_size(batch: dict) -> int:
+    return batch["video"]["pixels" if "pixels" in batch["video"] else "latents"].shape[0]
+
+
+def loader_clips_per_second(shard: str, workers: int, clips: int, frames: int, size: int, *,
+                            load_pixels: bool = True) -> float:
+    """Clips/s of the training loader alone over ``clips`` clips of ``shard``."""
+    module = _module(shard, workers, clips, frames, size, load_pixels=load_pixels)
     count = [0]
 
     def epoch() -> None:
         for batch, _, _ in module.train_dataloader():
-            count[0] += batch["video"]["pixels"].shape[0]
+            count[0] += _batch_size(batch)
+
+    (seconds,) = time_runs(epoch, warmup=0, reps=1)
+    return count[0] / seconds
+
+
+def fed_step_clips_per_second(shard: str, workers: int, steps: int, frames: int, size: int) -> float:
+    """Clips/s of the tiny model's training step from video shards (tokenizer encode, then the
+    backbone step; :func:`tiny_step` with ``encode``) when each step takes one loader batch of
+    its batch size: loader and step share the CPU, as in training. Against the same step on
+    pixels held in memory, it says whether the loader keeps the step fed."""
+    step, batch = tiny_step(encode=True)
+    module = _module(shard, workers, steps * batch, frames, size, batch_size=batch)
+    count = [0]
+
+    def epoch() -> None:
+        for data, _, _ in module.train_dataloader():
+            step(data["video"]["pixels"])
+            count[0] += _batch_size(data)
 
     (seconds,) = time_runs(epoch, warmup=0, reps=1)
     return count[0] / seconds
@@ -93,9 +124,39 @@ def write_shard(paths: list[Path], folder: Path) -> str:
     return shard
 
 
-def tiny_step_seconds(*, config: Path = TINY_CONFIG, reps: int = 3) -> tuple[float, int]:
-    """(seconds, batch size) of one training step (forward, backward, AdamW) of the backbone of
-    ``config`` on its own batch of latents (the tiny config trains on precomputed latents)."""
+def write_reencoded_shard(paths: list[Path], folder: Path, *, size: int, fps: float) -> str:
+    """One shard of ``paths`` re-encoded to ``size`` pixels at ``fps`` (``make_shards
+    --reencode``, the form training shards take for small models); returns its path."""
+    import webdataset as wds
+
+    shard = str(folder / "reencoded.tar")
+    with wds.TarWriter(shard) as sink:
+        for path in paths:
+            sink.write({"__key__": path.stem.replace(".", "_"),
+                        "mp4": reencode_video(path.read_bytes(), size=size, fps=fps)})
+    return shard
+
+
+def write_latent_shard(folder: Path, *, count: int, shape: tuple[int, ...]) -> str:
+    """One shard of ``count`` random latent clips of ``shape`` (c, t, h, w) with class labels, in
+    ``walt.precompute``'s layout; returns its path."""
+    import webdataset as wds
+
+    shard, rng = str(folder / "latents.tar"), np.random.default_rng(0)
+    with wds.TarWriter(shard) as sink:
+        for i in range(count):
+            sink.write({"__key__": f"{i:06d}", "cls": b"0",
+                        "latents.npy": rng.standard_normal(shape).astype(np.float32),
+                        "json": json.dumps({"kind": "video", "fps": 8.0, "stride": 1}).encode()})
+    return shard
+
+
+def tiny_step(*, config: Path = TINY_CONFIG, encode: bool = False):
+    """(step, batch size): one training step (forward, backward, AdamW) of the backbone of
+    ``config`` on its own batch of latents (the tiny config trains on precomputed latents).
+
+    ``encode``: ``step(pixels)`` first encodes a pixel batch (B, 3, T, H, W) with a `tiny`
+    preset tokenizer, as training from video shards does (no precomputed latents)."""
     import yaml
 
     from models import WindowedDiT
@@ -111,12 +172,43 @@ def tiny_step_seconds(*, config: Path = TINY_CONFIG, reps: int = 3) -> tuple[flo
     x = torch.randn(batch, model.in_channels, *grid)  # (B, c, t, h, w)
     labels, steps = torch.zeros(batch, dtype=torch.long), torch.full((batch,), 500.0)
 
-    def step() -> None:
+    vae = None
+    if encode:
+        from tokenizer import CausalVAE
+
+        vae = CausalVAE.from_preset("tiny").eval()
+
+    def step(pixels: torch.Tensor | None = None) -> None:
+        latents = x
+        if vae is not None:
+            with torch.no_grad():
+                latents = vae.encode(pixels)  # (B, c, t, h, w)
         opt.zero_grad(set_to_none=True)
-        model(x, steps, class_labels=labels).square().mean().backward()
+        model(latents, steps[: len(latents)], class_labels=labels[: len(latents)]).square().mean().backward()
         opt.step()
 
-    return median(time_runs(step, warmup=1, reps=reps)), batch
+    return step, batch
+
+
+def tiny_latent_shape(config: Path = TINY_CONFIG) -> tuple[int, ...]:
+    """(c, t, h, w) of one latent clip of ``config``'s training data."""
+    import yaml
+
+    from walt.lightning.loading import max_latent_size
+
+    cfg = yaml.safe_load(config.read_text())
+    data = cfg["data"]["init_args"]
+    channels = cfg["model"]["init_args"]["latent_channels"]
+    return (channels, *max_latent_size(data["num_frames"], data["size"]))
+
+
+def tiny_step_seconds(*, config: Path = TINY_CONFIG, reps: int = 3, encode: bool = False,
+                      frames: int = 17, size: int = 32) -> tuple[float, int]:
+    """(seconds, batch size) of :func:`tiny_step`, median of ``reps`` after one warm-up; with
+    ``encode``, on a batch of random ``frames`` x ``size`` x ``size`` pixels in memory."""
+    step, batch = tiny_step(config=config, encode=encode)
+    pixels = torch.rand(batch, 3, frames, size, size) * 2 - 1 if encode else None
+    return median(time_runs(lambda: step(pixels), warmup=1, reps=reps)), batch
 
 
 def main() -> None:

@@ -200,28 +200,61 @@ def tokenizer(*, opts: dict[str, Any], ceilings: Part | None = None) -> Part:
 
 
 def loader(*, opts: dict[str, Any], ceilings: Part | None = None) -> Part:
-    from bench_loader import REAL, loader_clips_per_second, tiny_step_seconds, write_shard
+    import tempfile
 
+    from bench_loader import (
+        REAL,
+        fed_step_clips_per_second,
+        loader_clips_per_second,
+        tiny_latent_shape,
+        tiny_step_seconds,
+        write_latent_shard,
+        write_reencoded_shard,
+        write_shard,
+    )
+
+    quick = opts["quick"]
     probe = MemoryProbe(device="cpu").start()
-    step_s, batch = tiny_step_seconds(reps=1 if opts["quick"] else 3)
-    rows = [{"path": "tiny model training step (latents)", "clips_per_s": batch / step_s}]
+    step_s, batch = tiny_step_seconds(reps=1 if quick else 3)
+    rows = [{"path": "tiny model training step alone (latents in memory)",
+             "clips_per_s": batch / step_s}]
     notes = []
-    paths = sorted(p for p in REAL.glob("*") if p.suffix in (".mp4", ".webm"))
-    if paths:
-        import tempfile
-
-        clips, size = (4, 32) if opts["quick"] else (16, 256)
-        with tempfile.TemporaryDirectory() as folder:
-            shard = write_shard(paths, Path(folder))
-            rate = loader_clips_per_second(shard, 0, clips, 17, size)
-        rows.append({"path": f"loader, real videos, 17x{size}x{size}, num_workers=0",
-                     "clips_per_s": rate})
-    else:
-        notes.append(f"loader not measured: no real videos at {REAL}")
+    clips, steps = (16, 1) if quick else (512, 16)
+    with tempfile.TemporaryDirectory() as folder:
+        latents = write_latent_shard(Path(folder), count=min(clips, 256),
+                                     shape=tiny_latent_shape())
+        rows.append({"path": "loader, latent shards (walt.precompute), num_workers=0",
+                     "clips_per_s": loader_clips_per_second(latents, 0, clips, 17, 32,
+                                                            load_pixels=False)})
+        paths = sorted(p for p in REAL.glob("*") if p.suffix in (".mp4", ".webm"))
+        if paths:
+            small = write_reencoded_shard(paths, Path(folder), size=32, fps=8.0)
+            for workers in (0, 2):
+                rows.append({"path": f"loader, re-encoded shards 17x32x32, num_workers={workers}",
+                             "clips_per_s": loader_clips_per_second(small, workers, clips, 17, 32)})
+            encode_s, _ = tiny_step_seconds(reps=1 if quick else 3, encode=True)
+            rows.append({"path": "tiny step with tokenizer encode, pixels in memory",
+                         "clips_per_s": batch / encode_s})
+            for workers in (0, 2):
+                rows.append({"path": "tiny step with tokenizer encode, fed by the loader from "
+                             f"re-encoded shards, num_workers={workers}",
+                             "clips_per_s": fed_step_clips_per_second(small, workers, steps, 17,
+                                                                      32)})
+            size = 32 if quick else 256
+            rows.append({"path": f"loader, real videos, 17x{size}x{size}, num_workers=0",
+                         "clips_per_s": loader_clips_per_second(write_shard(paths, Path(folder)),
+                                                                0, 4 if quick else 16, 17, size)})
+        else:
+            notes.append(f"video loaders not measured: no real videos at {REAL}")
     for r in rows:
         r["ratio_to_step"] = r["clips_per_s"] / rows[0]["clips_per_s"]
     notes.append(f"Tiny step: configs/walt/tiny_cpu.yaml's backbone on its batch of {batch} "
-                 f"latent clips. Part peak RSS +{probe.peak_mib():.0f} MiB.")
+                 "latent clips. Re-encoded shards: the real videos through `make_shards "
+                 "--reencode` at 32x32, 8 fps (the tiny configs' size). Training from video "
+                 "shards encodes every batch with the tokenizer (`tiny` preset here) before the "
+                 "backbone step; the fed rows run that step on each loader batch of its batch "
+                 "size, loader workers and step sharing the CPU, against the same step on pixels "
+                 f"in memory. Part peak RSS +{probe.peak_mib():.0f} MiB.")
     return {"title": "Data loader against the tiny model's step", "rows": rows, "notes": notes,
             "columns": [("path", "path", ""), ("clips_per_s", "clips/s", ".2f"),
                         ("ratio_to_step", "÷ tiny step's clips/s", ".2f")]}

@@ -80,3 +80,18 @@ def test_backbone_ratio_uses_the_grids_walt_row() -> None:
     rows = _backbone_rows(results, fp32_peak=4.0)
     assert [r["walt_ratio"] for r in rows] == [1.0, 1.5, 1.0, 1.5]
     assert [r["mfu"] for r in rows] == [0.25, 0.25, 0.25, 0.5]
+
+
+def test_loader_part_times_every_feeding_path(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench_loader import fed_step_clips_per_second, loader_clips_per_second, write_latent_shard
+
+    from data.synthetic import main as synthetic_main
+
+    shard = tmp_path / "clips-000000.tar"
+    synthetic_main([str(tmp_path / "clips-%06d.tar"), "--num-videos", "4", "--frames", "9",
+                    "--size", "32"])
+    assert loader_clips_per_second(str(shard), 0, 4, 9, 32) > 0
+    latents = write_latent_shard(tmp_path, count=4, shape=(8, 3, 4, 4))
+    assert loader_clips_per_second(latents, 0, 4, 9, 32, load_pixels=False) > 0
+    assert fed_step_clips_per_second(str(shard), 0, 1, 9, 32) > 0
