@@ -140,9 +140,14 @@ def measure_step(name: str, grid: tuple[int, int, int], cfg: dict[str, Any]) -> 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     inputs = {k: v.to(device) for k, v in inputs.items()}
 
+    bf16 = cfg.get("precision", "32-true") == "bf16-mixed"
+
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        run(model, **inputs).float().square().mean().backward()
+        # bf16-mixed as Lightning runs it: fp32 weights and optimizer, autocast forward.
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = run(model, **inputs).float().square().mean()
+        loss.backward()
         opt.step()
 
     times = time_runs(step, warmup=cfg["warmup"], reps=cfg["reps"], device=device)
@@ -158,6 +163,7 @@ def measure_step(name: str, grid: tuple[int, int, int], cfg: dict[str, Any]) -> 
     )
     return {
         "model": name,
+        "precision": "bf16-mixed" if bf16 else "32-true",
         "grid": "x".join(map(str, grid)),
         "tokens": tokens,
         "depth": cfg["depth"],

@@ -61,31 +61,41 @@ def ceilings(*, opts: dict[str, Any], ceilings: Part | None = None) -> Part:
 
 def _backbone_plan(quick: bool, device: str) -> tuple[dict[str, Any], list]:
     """(model config, [(grid, its overrides, models)]) of the backbone part."""
+    bf16 = {"precision": "bf16-mixed"}  # the training configs' precision (autocast)
     if quick:
         cfg = {"hidden": 64, "heads": 4, "warmup": 0, "reps": 1}
-        return cfg, [((2, 4, 8), {"depth": 2}, ["walt", "walt-sw16", "latte", "cogvideox"])]
+        return cfg, [((2, 4, 8), {"depth": 2}, ["walt", "walt-sw16", "latte", "cogvideox"]),
+                     ((2, 4, 8), {"depth": 2, **bf16}, ["walt-sw16", "latte"])]
     cfg = {"hidden": 1152, "heads": 16, "warmup": 1, "reps": 3}
     if device == "cpu":
         # A 4-block step at 8,960 tokens takes minutes on a 2-core CPU: 2 blocks (one S, one
         # ST), one timed step after no warm-up. At 35,840 tokens only the comparison the
         # windows are for: W.A.L.T's 1x16x16 + 5x8x8 windows against Latte's whole frames
         # (whole-frame walt and CogVideoX's full attention are 1.5x and 6x its FLOPs there).
+        models = ["walt", "walt-sw16", "latte", "cogvideox"]
         return {**cfg, "warmup": 0, "reps": 1}, [
-            ((5, 32, 56), {"depth": 2}, ["walt", "walt-sw16", "latte", "cogvideox"]),
-            ((5, 64, 112), {"depth": 2}, ["walt-sw16", "latte"])]
-    return cfg, [((5, 32, 56), {"depth": 4}, ["walt", "walt-sw16", "latte", "cogvideox"]),
-                 ((5, 64, 112), {"depth": 2}, ["walt", "walt-sw16", "latte", "cogvideox"])]
+            ((5, 32, 56), {"depth": 2}, models),
+            ((5, 64, 112), {"depth": 2}, ["walt-sw16", "latte"]),
+            ((5, 32, 56), {"depth": 2, **bf16}, models)]
+    models = ["walt", "walt-sw16", "latte", "cogvideox"]
+    return cfg, [((5, 32, 56), {"depth": 4}, models), ((5, 64, 112), {"depth": 2}, models),
+                 ((5, 32, 56), {"depth": 4, **bf16}, models)]
 
 
-def _backbone_rows(results: list[dict[str, Any]], fp32_peak: float) -> list[dict[str, Any]]:
-    by_grid: dict[str, dict[str, Any]] = {}
+def _backbone_rows(results: list[dict[str, Any]], peaks: dict[str, float]) -> list[dict[str, Any]]:
+    """Rows with the walt ratio (within one grid and precision) and MFU against the matmul peak
+    of the row's precision (``peaks``: ``32-true`` and ``bf16-mixed``)."""
+    by_grid: dict[tuple[str, str], dict[str, Any]] = {}
     for r in results:
-        by_grid.setdefault(r["grid"], {})[r["model"]] = r
+        by_grid.setdefault((r["grid"], r.get("precision", "32-true")), {})[r["model"]] = r
     rows = []
     for r in results:
+        precision = r.get("precision", "32-true")
         # The grid's walt row: whole-frame S windows where timed, else the 1x16x16 one.
-        walt = by_grid[r["grid"]].get("walt") or by_grid[r["grid"]].get("walt-sw16")
-        rows.append({**r, "mfu": r["gflops_per_s"] / fp32_peak,
+        same = by_grid[(r["grid"], precision)]
+        walt = same.get("walt") or same.get("walt-sw16")
+        rows.append({**r, "precision": precision, "mfu": r["gflops_per_s"] / peaks[precision],
+                     "fp32_peak_ratio": r["gflops_per_s"] / peaks["32-true"],
                      "walt_ratio": walt["tokens_per_s"] / r["tokens_per_s"] if walt else None})
     return rows
 
@@ -100,16 +110,22 @@ def backbone(*, opts: dict[str, Any], ceilings: Part | None = None) -> Part:
         for m in models:
             results.append(isolated(measure_step, m, grid, run_cfg))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # progress
-    rows = _backbone_rows(results, _peak(ceilings, "matmul float32"))
+    rows = _backbone_rows(results, {"32-true": _peak(ceilings, "matmul float32"),
+                                    "bf16-mixed": _peak(ceilings, "matmul bfloat16")})
     columns = [("grid", "grid", ""), ("tokens", "tokens", ""), ("depth", "blocks", ""),
-               ("model", "model", ""), ("params_m", "params M", ".1f"),
+               ("precision", "precision", ""), ("model", "model", ""),
+               ("params_m", "params M", ".1f"),
                ("step_s", "step s", ".2f"), ("tokens_per_s", "tokens/s", ".0f"),
                ("peak_mib", "peak MiB", ".0f"), ("walt_ratio", "walt tokens/s ÷ model's", ".2f"),
                ("gflop", "model GFLOP/step", ".0f"), ("attention_share", "attention share", ".2f"),
-               ("gflops_per_s", "GFLOP/s", ".1f"), ("mfu", "MFU (fp32 peak)", ".2f")]
+               ("gflops_per_s", "GFLOP/s", ".1f"), ("mfu", "MFU (its precision's peak)", ".2f"),
+               ("fp32_peak_ratio", "GFLOP/s ÷ fp32 peak", ".2f")]
     notes = ["walt: S blocks on whole frames; walt-sw16: 1x16x16 S windows (W.A.L.T App. A); "
-             "both with 5x8x8 ST windows. Step = forward + backward + AdamW, batch 1, fp32. "
-             "MFU = analytic model FLOPs (benchmarks/flops.py) / step time / fp32 matmul peak."]
+             "both with 5x8x8 ST windows. Step = forward + backward + AdamW, batch 1; 32-true in "
+             "fp32, bf16-mixed with fp32 weights and optimizer and a bf16 autocast forward (as "
+             "Lightning runs it). MFU = analytic model FLOPs (benchmarks/flops.py) / step time "
+             "/ the matmul peak of the row's precision; the ratio column is within one grid and "
+             "precision."]
     if not opts["quick"] and opts["device"] == "cpu":
         variants = (("walt", "walt", None), ("walt-sw16", "walt", (16, 16)),
                     ("latte", "latte", None), ("cogvideox", "cogvideox", None))

@@ -72,14 +72,19 @@ def test_backbone_ratio_uses_the_grids_walt_row() -> None:
     from suite_parts import _backbone_plan, _backbone_rows
 
     _, plan = _backbone_plan(False, "cpu")
-    assert [(grid, models) for grid, _, models in plan][-1] == ((5, 64, 112), ["walt-sw16", "latte"])
+    assert ((5, 64, 112), ["walt-sw16", "latte"]) in [(grid, models) for grid, _, models in plan]
+    assert {o.get("precision", "32-true") for _, o, _ in plan} == {"32-true", "bf16-mixed"}
+    bf16 = {"precision": "bf16-mixed"}
     results = [{"grid": "5x8x8", "model": "walt", "tokens_per_s": 30.0, "gflops_per_s": 1.0},
                {"grid": "5x8x8", "model": "latte", "tokens_per_s": 20.0, "gflops_per_s": 1.0},
                {"grid": "5x64x112", "model": "walt-sw16", "tokens_per_s": 9.0, "gflops_per_s": 1.0},
-               {"grid": "5x64x112", "model": "latte", "tokens_per_s": 6.0, "gflops_per_s": 2.0}]
-    rows = _backbone_rows(results, fp32_peak=4.0)
-    assert [r["walt_ratio"] for r in rows] == [1.0, 1.5, 1.0, 1.5]
-    assert [r["mfu"] for r in rows] == [0.25, 0.25, 0.25, 0.5]
+               {"grid": "5x64x112", "model": "latte", "tokens_per_s": 6.0, "gflops_per_s": 2.0},
+               {"grid": "5x8x8", "model": "walt", "tokens_per_s": 90.0, "gflops_per_s": 8.0, **bf16},
+               {"grid": "5x8x8", "model": "latte", "tokens_per_s": 30.0, "gflops_per_s": 4.0, **bf16}]
+    rows = _backbone_rows(results, {"32-true": 4.0, "bf16-mixed": 16.0})
+    assert [r["walt_ratio"] for r in rows] == [1.0, 1.5, 1.0, 1.5, 1.0, 3.0]  # within a precision
+    assert [r["mfu"] for r in rows] == [0.25, 0.25, 0.25, 0.5, 0.5, 0.25]
+    assert [r["fp32_peak_ratio"] for r in rows][-2:] == [2.0, 1.0]
 
 
 def test_loader_part_times_every_feeding_path(tmp_path: Path) -> None:
