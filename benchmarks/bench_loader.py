@@ -168,7 +168,7 @@ def tiny_step(*, config: Path = TINY_CONFIG, encode: bool = False):
     torch.manual_seed(0)
     grid = tuple(max_latent_size(frames, size))
     model = WindowedDiT(**cfg["model"]["init_args"]["backbone"]["init_args"], max_latent_size=grid)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)  # as the configs
     x = torch.randn(batch, model.in_channels, *grid)  # (B, c, t, h, w)
     labels, steps = torch.zeros(batch, dtype=torch.long), torch.full((batch,), 500.0)
 

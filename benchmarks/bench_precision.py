@@ -41,7 +41,7 @@ def walt_step(config: Path = WALT_CONFIG) -> tuple[Callable[[], None], str]:
     data = cfg["data"]["init_args"]
     batch, grid = data["batch_size"], tuple(max_latent_size(data["num_frames"], data["size"]))
     model = WindowedDiT(**cfg["model"]["init_args"]["backbone"]["init_args"], max_latent_size=grid)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as the configs
     x = torch.randn(batch, model.in_channels, *grid)  # (B, c, t, h, w)
     steps = torch.randint(0, 1000, (batch,)).float()
     labels = torch.randint(0, model.num_classes, (batch,))
@@ -65,7 +65,7 @@ def tokenizer_step(config: Path = TOKENIZER_CONFIG, num_frames: int = 9) -> tupl
     data = cfg["data"]["init_args"]
     size, batch = data["size"], data["batch_size"]
     vae = CausalVAE.from_preset(cfg["model"]["init_args"]["preset"])
-    opt = torch.optim.Adam(vae.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-4, fused=True)  # as the configs
     clips = [torch.rand(batch, 3, frames, size, size) * 2 - 1 for frames in (num_frames, 1)]
 
     def step() -> None:

@@ -82,7 +82,7 @@ def measure_step(name: str, setting: str, cfg: dict[str, Any]) -> dict[str, Any]
     device = torch.device(cfg["device"])
     probe = MemoryProbe(device=device).start()
     model = _build(name, setting, cfg).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as the configs
     c, (t, h, w), *_ = SETTINGS[setting]
     b = cfg["batch"][setting]
     x = torch.randn(b, c, t, h, w, device=device)  # (B, c, T, H, W)

@@ -73,7 +73,7 @@ def _backbone_plan(quick: bool, device: str) -> tuple[dict[str, Any], list]:
         # windows are for: W.A.L.T's 1x16x16 + 5x8x8 windows against Latte's whole frames
         # (whole-frame walt and CogVideoX's full attention are 1.5x and 6x its FLOPs there).
         models = ["walt", "walt-sw16", "latte", "cogvideox"]
-        return {**cfg, "warmup": 0, "reps": 1}, [
+        return {**cfg, "warmup": 1, "reps": 1}, [
             ((5, 32, 56), {"depth": 2}, models),
             ((5, 64, 112), {"depth": 2}, ["walt-sw16", "latte"]),
             ((5, 32, 56), {"depth": 2, **bf16}, models)]

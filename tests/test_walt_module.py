@@ -297,3 +297,23 @@ def test_skipped_samples_are_summed_over_streams(tok, tmp_path):
     trainer = _trainer(tmp_path, 1)
     trainer.fit(tiny_module(tok), repeat_loader({"video": video, "image": image}, 1))
     assert float(trainer.callback_metrics["train/skipped_samples"]) == 5.0
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_fused_optimizer_gradients_are_clipped(tok, tmp_path, algorithm, precision):
+    module = tiny_module(tok)
+    assert module.configure_optimizers().defaults["fused"]  # as the configs
+    clip, seen, bound = module.configure_gradient_clipping, [], 1e-4
+
+    def clip_then_probe(optimizer, *args, **kwargs):  # the gradients the optimizer steps with
+        clip(optimizer, *args, **kwargs)
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        seen.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+                          if algorithm == "norm" else max(g.abs().max() for g in grads)))
+
+    module.configure_gradient_clipping = clip_then_probe
+    trainer = _trainer(tmp_path, 2, gradient_clip_val=bound, gradient_clip_algorithm=algorithm,
+                       precision=precision)
+    trainer.fit(module, repeat_loader({"video": clip_stream()}, 2))
+    assert len(seen) == 2 and all(0 < s <= bound * 1.01 for s in seen), seen

@@ -44,7 +44,7 @@ def tiny_module(tokenizer: Path, **overrides) -> WALTModule:
         ema_decay=0.9,
         conditioning=ConditionConfig(),
         num_inference_steps=4,
-        optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3),
+        optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3, fused=True),
     )
     return WALTModule(**{**kw, **overrides})
 

@@ -54,7 +54,7 @@ def batch_streams(batch: dict) -> dict[str, torch.Tensor]:
 
 def _default_optimizer(params) -> torch.optim.Optimizer:
     """MAGVIT-v2's optimiser: Adam, lr 1e-4, betas (0, 0.99)."""
-    return torch.optim.Adam(params, lr=1e-4, betas=(0.0, 0.99))
+    return torch.optim.Adam(params, lr=1e-4, betas=(0.0, 0.99), fused=True)
 
 
 @register("module")
