@@ -69,7 +69,7 @@ def _backbone_plan(quick: bool, device: str) -> tuple[dict[str, Any], list]:
     cfg = {"hidden": 1152, "heads": 16, "warmup": 1, "reps": 3}
     if device == "cpu":
         # A 4-block step at 8,960 tokens takes minutes on a 2-core CPU: 2 blocks (one S, one
-        # ST), one timed step after no warm-up. At 35,840 tokens only the comparison the
+        # ST), one timed step after one warm-up step. At 35,840 tokens only the comparison the
         # windows are for: W.A.L.T's 1x16x16 + 5x8x8 windows against Latte's whole frames
         # (whole-frame walt and CogVideoX's full attention are 1.5x and 6x its FLOPs there).
         models = ["walt", "walt-sw16", "latte", "cogvideox"]
@@ -132,8 +132,8 @@ def backbone(*, opts: dict[str, Any], ceilings: Part | None = None) -> Part:
         big = [(name, backbone_flops(m, (5, 64, 112), depth=2, hidden=cfg["hidden"],
                                      spatial_window=w)) for name, m, w in variants]
         tflop = ", ".join(f"{name} {f['total'] / 1e12:.1f}" for name, f in big)
-        notes.append("On CPU: 2 blocks (S, ST; Latte 1 spatial + 1 temporal), one timed step "
-                     "without warm-up. At 5x64x112 (35,840 tokens) a 2-block step is, in TFLOP, "
+        notes.append("On CPU: 2 blocks (S, ST; Latte 1 spatial + 1 temporal), one warm-up and "
+                     "one timed step. At 5x64x112 (35,840 tokens) a 2-block step is, in TFLOP, "
                      f"{tflop}; only walt-sw16 and Latte are timed there, and the ratio "
                      "column holds walt-sw16's tokens/s against each model's.")
     return {"title": f"Backbone training step (hidden {cfg['hidden']}, {cfg['heads']} heads)",
