@@ -29,6 +29,7 @@ from walt.lightning.backbone_inputs import (
     Conditions,
     build_conditions,
 )
+from walt.lightning.clipping import clip_gradients
 from walt.lightning.generation import generate_latents, known_latents, sampling_stream
 from walt.lightning.latents import make_codec
 from walt.lightning.sharding import grad_total_norm, is_sharded_state, shard_module
@@ -280,18 +281,8 @@ class WALTModule(LightningModule):
         optimizer leaves the weights and its state alone (and ``optimizer_step`` skips the EMA);
         the step is counted, and too many in a row stop training. Gradients are identical on
         every rank after DDP's all-reduce, so every rank takes the same decision."""
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        if getattr(optimizer, "_step_supports_amp_scaling", False) and gradient_clip_val and (
-            getattr(self.trainer.precision_plugin, "scaler", None) is None
-        ):
-            # Lightning refuses to clip for optimizers that unscale inside their step (fused
-            # AdamW, the configs' choice); that matters only with a loss scaler (16-mixed). In
-            # fp32 and bf16 the gradients are already true, so clip them here.
-            clip = (torch.nn.utils.clip_grad_value_ if gradient_clip_algorithm == "value"
-                    else torch.nn.utils.clip_grad_norm_)
-            clip(params, gradient_clip_val)
-        else:
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
         # Under FSDP2 each rank checks its own shards; all ranks then take the same decision.
         finite = self.trainer.strategy.reduce_boolean_decision(
             self._loss_finite and grads_finite(params), all=True
