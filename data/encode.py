@@ -19,7 +19,6 @@ from common.atomic import atomic_open
 from data.decode import _stream_fps, _video_stream, frame_to_rgb, ordered_frames
 from data.transforms import frames_to_pixels
 
-
 # Keyframe spacing of re-encoded training videos. A clip that starts at a random time decodes
 # from the keyframe before it: with x264's default (up to 250 frames, half a minute at 8 fps)
 # that is most of a long file; with 2 s, at most 15 frames at 8 fps. On the short files of the
