@@ -14,7 +14,7 @@ Relative output paths (logger ``save_dir``, checkpoint ``dirpath``) are taken re
 
 A link whose source or target the chosen classes lack is skipped, so one CLI serves both stages.
 LightningCLI does not save the backbone's linked values in checkpoints; loading re-derives them
-(``walt.lightning.loading.with_linked_backbone_args``).
+(``walt.core.hparams.with_linked_backbone_args``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from common.run_paths import root_output_paths
-from walt.lightning.loading import checked_hparams, max_latent_size
+from walt.core.hparams import checked_hparams, max_latent_size
 
 
 class WaltCLI(LightningCLI):

@@ -38,9 +38,9 @@ def tiny_module(root: Path, *, frames: int, size: int, self_cond: bool = True):
     """A random-weight tiny WALTModule for clips of ``frames`` x ``size`` x ``size``."""
     from models import WindowedDiT
     from tokenizer import CausalVAE, save_tokenizer
+    from walt.core.hparams import max_latent_size
     from walt.diffusion import GaussianDiffusion
     from walt.lightning import WALTModule
-    from walt.lightning.loading import max_latent_size
 
     torch.manual_seed(0)
     tok = save_tokenizer(CausalVAE.from_preset("tiny"), root / "tok.safetensors")

@@ -160,7 +160,7 @@ def tiny_step(*, config: Path = TINY_CONFIG, encode: bool = False):
     import yaml
 
     from models import WindowedDiT
-    from walt.lightning.loading import max_latent_size
+    from walt.core.hparams import max_latent_size
 
     cfg = yaml.safe_load(config.read_text())
     data = cfg["data"]["init_args"]
@@ -194,7 +194,7 @@ def tiny_latent_shape(config: Path = TINY_CONFIG) -> tuple[int, ...]:
     """(c, t, h, w) of one latent clip of ``config``'s training data."""
     import yaml
 
-    from walt.lightning.loading import max_latent_size
+    from walt.core.hparams import max_latent_size
 
     cfg = yaml.safe_load(config.read_text())
     data = cfg["data"]["init_args"]

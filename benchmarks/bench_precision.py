@@ -35,7 +35,7 @@ TOKENIZER_CONFIG = ROOT / "configs" / "tokenizer" / "tiny_cpu.yaml"
 def walt_step(config: Path = WALT_CONFIG) -> tuple[Callable[[], None], str]:
     """A training step of ``config``'s backbone on random latents of its data shape."""
     from models import WindowedDiT
-    from walt.lightning.loading import max_latent_size
+    from walt.core.hparams import max_latent_size
 
     cfg = yaml.safe_load(config.read_text())
     data = cfg["data"]["init_args"]

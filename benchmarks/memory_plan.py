@@ -34,7 +34,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.registry import build  # noqa: E402
-from walt.lightning.loading import latent_size, with_linked_backbone_args  # noqa: E402
+from walt.core.hparams import latent_size, with_linked_backbone_args  # noqa: E402
 
 BYTES = {"weights": 4, "gradients": 4, "adam": 8, "ema": 4}  # per parameter, fp32
 RESIDUAL_BYTES = 4  # the residual stream between blocks stays fp32 under autocast

@@ -54,7 +54,7 @@ def test_rejects_a_base_stage(setup):
 
 
 def test_command_line_writes_json(setup, tmp_path, monkeypatch):
-    import walt.lightning.loading as loading
+    import walt.core.loading as loading
 
     tok, shards = setup
     seen = {}

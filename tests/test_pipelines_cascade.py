@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tokenizer import CausalVAE, save_tokenizer
-from walt.lightning.latents import LatentCodec
+from walt.core.latents import LatentCodec
 
 
 def _vae(**kw) -> CausalVAE:
@@ -67,7 +67,7 @@ REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 def _write_module(path: Path, tokenizer: Path, *, size: int, sr: bool, seed: int) -> Path:
     """A tiny random-weight WALTModule checkpoint, saved as ``train.py`` saves one (class paths
     in ``hyper_parameters``): a class- and frame-conditioned base, or an SR stage over it."""
-    from walt.lightning.loading import module_from_hparams
+    from walt.core.loading import module_from_hparams
 
     backbone = dict(preset="tiny", hidden_size=32, depth=2, num_heads=2, num_classes=3,
                     spatiotemporal_window=[3, 2, 2], use_frame_cond=not sr)

@@ -14,8 +14,8 @@ from models import WindowedDiT
 from tests.test_walt_configs import _tiny_overrides, assets  # noqa: F401 (fixture)
 from tokenizer import CausalVAE, load_tokenizer
 from train import main as cli_main
-from walt.lightning.loading import max_latent_size
-from walt.lightning.super_resolution import downsample_pixels
+from walt.core.hparams import max_latent_size
+from walt.core.super_resolution import downsample_pixels
 from walt.precompute import main as precompute_main
 
 SR_CONFIGS = sorted(Path(__file__).resolve().parents[1].joinpath("configs", "sr").glob("*.yaml"))

@@ -52,7 +52,7 @@ def test_generate_cli_writes_media_and_scores(trained, assets, tmp_path):  # noq
 
 
 def test_generate_flags_reach_the_sampler(trained, tmp_path, monkeypatch):
-    import walt.lightning.generation as generation
+    import walt.core.generation as generation
 
     seen = {}
 

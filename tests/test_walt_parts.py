@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from common.lr import WarmupCosineLR
-from walt.lightning.backbone_inputs import BackboneInputs, ConditionConfig, build_conditions
+from walt.core.backbone_inputs import BackboneInputs, ConditionConfig, build_conditions
 from walt.media import contact_sheet, loss_curve, write_gif, write_mp4_clip
 
 NO_FRAMES = BackboneInputs(labels=True, extra=1)

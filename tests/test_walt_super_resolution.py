@@ -24,9 +24,9 @@ from tests.walt_fixtures import (
     tiny_sr_module,
     tiny_tokenizer_file,
 )
+from walt.core.super_resolution import downsample_pixels, lowres_condition
 from walt.diffusion import GaussianDiffusion
 from walt.lightning import SuperResolutionConfig
-from walt.lightning.super_resolution import downsample_pixels, lowres_condition
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 LABELS = torch.tensor([0, 1])

@@ -26,30 +26,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import tarfile
 from pathlib import Path
 
-import braceexpand
 import numpy as np
 import torch
 
 from common.atomic import atomic_open
+from data.class_names import class_names_from_shards
 from data.shape_detector import score_samples
 from walt.evaluate.drift import chunk_starts
 from walt.evaluate.inputs import MediaItem, read_frames
 from walt.media import loss_curve
-
-
-def class_names_from_shards(pattern: str) -> list[str]:
-    """The ``class_names`` list stored in the first json member of the first shard."""
-    first = next(iter(braceexpand.braceexpand(pattern)))
-    with tarfile.open(first) as tar:
-        for member in tar:
-            if member.name.endswith(".json"):
-                meta = json.loads(tar.extractfile(member).read())
-                if "class_names" in meta:
-                    return list(meta["class_names"])
-    raise ValueError(f"no json member with 'class_names' in {first}")
 
 
 def evaluate(samples_dir: str | Path, shards: str, metrics: str | Path | None = None) -> dict:

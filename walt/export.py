@@ -25,7 +25,7 @@ from torch import nn
 
 from common.atomic import atomic_path
 from common.registry import build
-from walt.lightning.loading import with_linked_backbone_args
+from walt.core.hparams import read_config, with_linked_backbone_args
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
@@ -63,12 +63,6 @@ def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
         sd = _load_state_dict_from_keys({"state_dict"}, checkpoint_id=str(ckpt))["state_dict"]
     state["state_dict"] = sd
     return state
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The training config stored in an export's metadata."""
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads(f.metadata()["config"])
 
 
 def load_backbone(path: str | Path) -> nn.Module:

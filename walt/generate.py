@@ -26,8 +26,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from walt.core.loading import load_walt_checkpoint
 from walt.lightning import WALTModule
-from walt.lightning.loading import load_walt_checkpoint
 from walt.pipelines import MODES, GenerationSettings, VideoPipeline
 from walt.samplers import sampler_names
 from walt.samplers.guidance import GUIDANCE_SCHEDULES

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from common.atomic import atomic_path
 from data import ShardSink, WebVideoDataModule
 from tokenizer import load_tokenizer
-from walt.lightning.super_resolution import Downsample, downsample_pixels
+from walt.core.super_resolution import Downsample, downsample_pixels
 from walt.text_encoder import TextEncoder
 
 

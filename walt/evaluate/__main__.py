@@ -277,8 +277,8 @@ def run_drift(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
 
 
 def run_sr(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
+    from walt.core.loading import load_walt_checkpoint
     from walt.evaluate.super_resolution import evaluate_super_resolution, mean_gain
-    from walt.lightning.loading import load_walt_checkpoint
 
     overrides = {"sampler": "ddim", "sampler_options": {"eta": 0.0}}
     if args.num_inference_steps is not None:

@@ -3,7 +3,7 @@
 For every reference clip at the SR stage's resolution (``H x W``):
 
 1. the low-resolution clip is the reference downsampled 2x per side with antialiasing, as the
-   stage's training pairs are made (``walt.lightning.super_resolution.downsample_pixels``);
+   stage's training pairs are made (``walt.core.super_resolution.downsample_pixels``);
 2. it is encoded with the stage's tokenizer: the low-resolution latent the stage conditions on;
 3. **bicubic**: that latent decoded (the "decoded base clip" a cascade's first stage would hand
    on) and upsampled 2x bicubically;
@@ -29,9 +29,9 @@ from tqdm.auto import tqdm
 from data.decode import ShortClipError
 from data.transforms import frames_to_pixels
 from tokenizer.metrics import psnr, ssim
+from walt.core.generation import sampling_stream
+from walt.core.super_resolution import downsample_pixels
 from walt.evaluate.inputs import iter_media, read_clip
-from walt.lightning.generation import sampling_stream
-from walt.lightning.super_resolution import downsample_pixels
 from walt.media import contact_sheet
 from walt.pipelines.cascade import bicubic_upsample
 

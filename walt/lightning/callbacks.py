@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from common.media_log import log_media
-from walt.lightning.super_resolution import batch_lowres_latents
+from walt.core.super_resolution import batch_lowres_latents
 from walt.media import write_samples
 
 

@@ -22,24 +22,25 @@ from common.nonfinite import NonFiniteGuard, check_finite_state, drop_grads, gra
 from common.registry import register
 from common.seeding import step_generator
 from data.callbacks import count_skipped
-from walt.diffusion import GaussianDiffusion
-from walt.lightning.backbone_inputs import (
+from walt.core.backbone_inputs import (
     BackboneInputs,
     ConditionConfig,
     Conditions,
     build_conditions,
 )
-from walt.lightning.clipping import clip_gradients
-from walt.lightning.generation import generate_latents, known_latents, sampling_stream
-from walt.lightning.latents import make_codec
-from walt.lightning.sharding import grad_total_norm, is_sharded_state, shard_module
-from walt.lightning.super_resolution import (
+from walt.core.generation import generate_latents, known_latents, sampling_stream
+from walt.core.latents import make_codec
+from walt.core.loading import load_walt_checkpoint
+from walt.core.super_resolution import (
     SuperResolutionConfig,
     batch_lowres_latents,
     check_super_resolution,
     sampling_lowres,
     training_lowres,
 )
+from walt.diffusion import GaussianDiffusion
+from walt.lightning.clipping import clip_gradients
+from walt.lightning.sharding import grad_total_norm, is_sharded_state, shard_module
 from walt.samplers import ClassifierFreeGuidance, GuidanceSchedule, SamplerName, make_sampler
 from walt.text_encoder import TextEncoder
 
@@ -162,9 +163,7 @@ class WALTModule(LightningModule):
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, **overrides):  # type: ignore[override]
         """Rebuild from a checkpoint; classes come only from ``common.registry`` (never imported
-        by path from the file), see :func:`walt.lightning.loading.load_walt_checkpoint`."""
-        from walt.lightning.loading import load_walt_checkpoint
-
+        by path from the file), see :func:`walt.core.loading.load_walt_checkpoint`."""
         return load_walt_checkpoint(checkpoint_path, map_location=map_location, **overrides)
 
     # ------------------------------------------------------------------ training

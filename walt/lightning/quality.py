@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from data.class_names import class_names_from_shards
 from data.shape_detector import parse_class_name, score_samples
-from walt.evaluate_synthetic import class_names_from_shards
 
 QUALITY_KEYS: tuple[str, ...] = ("color", "direction", "shape", "joint", "moving_object")
 

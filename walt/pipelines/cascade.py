@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from walt.core.loading import load_walt_module
 from walt.media import contact_sheet
 
 # Tokenizer settings that only change how a decode is scheduled, not the latent space.
@@ -52,8 +53,6 @@ def load_stage(path: str | Path, *, device: str = "cpu", noise_level: float | No
     """An SR stage from a Lightning checkpoint or a ``walt.export`` safetensors file (through
     ``common.registry``: the file never chooses code); ``noise_level`` defaults to the module's
     ``default_noise_level``."""
-    from walt.lightning.loading import load_walt_module
-
     module = load_walt_module(path, map_location=device).eval()
     if not getattr(module, "is_super_resolution", False):
         raise ValueError(f"--sr {path}: this checkpoint is not a super-resolution stage "

@@ -29,8 +29,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from common.atomic import atomic_path
+from walt.core.generation import sampling_stream
+from walt.core.loading import load_walt_checkpoint
 from walt.diffusion.frame_masks import keyframe_indices
-from walt.lightning.generation import sampling_stream
 from walt.pipelines.cascade import (
     SRStage,
     cascade_sheet,
@@ -75,8 +76,6 @@ class VideoPipeline:
     def from_settings(cls, settings: GenerationSettings, *, device: str = "cpu") -> VideoPipeline:
         """Load the checkpoint with the settings' sampling options (through ``common.registry``;
         the file never chooses code)."""
-        from walt.lightning.loading import load_walt_checkpoint
-
         module = None
         if settings.mode != "upscale":
             overrides = {k: getattr(settings, k) for k in MODULE_OPTIONS}

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from walt.core.backbone_inputs import BackboneInputs
 from walt.diffusion import GaussianDiffusion
-from walt.lightning.backbone_inputs import BackboneInputs
 
 Downsample = Literal["bilinear", "area"]
 LOWRES_KEY = "lowres"  # the stream key of the (noised, normalized) low-res latent condition

@@ -1,29 +1,28 @@
-"""Rebuild a ``WALTModule`` from a Lightning checkpoint without letting the file choose code.
+"""Checkpoint hyperparameters, checked and completed without letting the file choose code.
 
-Lightning's own ``load_from_checkpoint`` hands the saved hyperparameters to jsonargparse, which
-imports whatever module a ``class_path`` names. Here the checkpoint is read with
-``torch.load(weights_only=True)`` and every class it names is looked up in
-:mod:`common.registry`; an unregistered name is refused before anything is imported or built.
-The optimizer and LR-scheduler factories are training-only and are not rebuilt (the module gets
-its defaults); resume training with ``train.py fit --ckpt_path``, which builds from the config.
+A checkpoint's or an export's saved hyperparameters name classes by ``class_path``; every one
+is looked up in :mod:`common.registry` here, and anything unregistered is refused before
+anything is imported. The backbone arguments that ``train.py`` links from other values are
+re-derived here (LightningCLI does not save them). Nothing here needs Lightning.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from safetensors import safe_open
 
-from common.registry import RefusedClassError, build, resolve
+from common.registry import RefusedClassError, resolve
 from tokenizer.network.vae import latent_size
 
 # Hyperparameters a checkpoint carries but loading for inference does not rebuild.
 _TRAINING_ONLY = ("optimizer", "lr_scheduler")
 # Arguments built through the registry, and their registry kind.
-_BUILT = {"backbone": "backbone", "diffusion": "diffusion"}
+BUILT = {"backbone": "backbone", "diffusion": "diffusion"}
 # Deprecated argument names of checkpoints written before the vocabulary change (docs/CONVENTIONS.md).
 RENAMED = {"num_sample_steps": "num_inference_steps", "num_train_steps": "num_train_timesteps"}
 
@@ -107,8 +106,8 @@ def checked_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
         hparams.pop(key, None)
     for key, value in hparams.items():
         for where, class_path in _class_paths(value, key):
-            if where == key and key in _BUILT:
-                resolve(_BUILT[key], class_path)
+            if where == key and key in BUILT:
+                resolve(BUILT[key], class_path)
             else:
                 raise RefusedClassError(
                     f"refusing class {class_path!r} at {where!r}: only the backbone and the "
@@ -117,66 +116,7 @@ def checked_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
     return hparams
 
 
-def load_walt_checkpoint(
-    path: str | Path, *, map_location: str | torch.device | None = "cpu", **overrides: Any
-) -> Any:
-    """Build the ``WALTModule`` of a checkpoint and load its weights.
-
-    Args:
-        path: the Lightning checkpoint (``.ckpt``) of a ``WALTModule``.
-        map_location: where to load tensors.
-        **overrides: constructor arguments that replace the saved ones (e.g. a ``backbone``
-            object for checkpoints of modules built in Python, whose hyperparameters hold none).
-    """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    module = module_from_hparams(state.get("hyper_parameters") or {}, path, overrides)
-    module.on_load_checkpoint(state)
-    module.load_state_dict(state["state_dict"])
-    return module
-
-
-def load_walt_module(
-    path: str | Path, *, map_location: str | torch.device | None = "cpu", **overrides: Any
-) -> Any:
-    """A ``WALTModule`` from a Lightning checkpoint or a ``walt.export`` safetensors file (its
-    EMA backbone weights become both the backbone and the EMA; the tokenizer comes from the
-    path its config names). Classes are resolved as in :func:`load_walt_checkpoint`."""
-    if Path(path).suffix != ".safetensors":
-        return load_walt_checkpoint(path, map_location=map_location, **overrides)
-    from safetensors.torch import load_file
-
-    from walt.export import read_config
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"export {str(path)!r} does not exist")
-    module = module_from_hparams(read_config(path), path, overrides)
-    weights = load_file(str(path), device=str(map_location or "cpu"))
-    module.backbone.load_state_dict(weights)
-    module.ema.module.load_state_dict(weights)
-    return module
-
-
-def module_from_hparams(saved: Mapping[str, Any], path: str | Path, overrides: dict[str, Any]) -> Any:
-    """A ``WALTModule`` from saved hyperparameters (weights not loaded); ``path`` names their
-    file in errors."""
-    from walt.lightning.backbone_inputs import ConditionConfig
-    from walt.lightning.module import WALTModule
-    from walt.lightning.super_resolution import SuperResolutionConfig
-
-    hparams = with_linked_backbone_args(checked_hparams(saved))
-    for key, kind in _BUILT.items():
-        if key not in overrides:
-            if key not in hparams:
-                raise ValueError(f"{path} saves no {key!r}; pass {key}=... to load it")
-            hparams[key] = build(kind, hparams[key])
-    if isinstance(hparams.get("conditioning"), Mapping):
-        hparams["conditioning"] = ConditionConfig(**hparams["conditioning"])
-    if isinstance(hparams.get("super_resolution"), Mapping):
-        hparams["super_resolution"] = SuperResolutionConfig(**hparams["super_resolution"])
-    params = inspect.signature(WALTModule.__init__).parameters
-    unknown = sorted(set(hparams) - set(params))
-    if unknown:
-        raise ValueError(f"{path} has hyperparameters WALTModule does not take: {unknown}")
-    return WALTModule(**{**hparams, **overrides})
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The training config stored in a ``walt.export`` safetensors file's metadata."""
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["config"])

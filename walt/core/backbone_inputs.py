@@ -10,7 +10,7 @@
   probability ``p_interpolate`` the mask keeps every k-th latent frame and the last one instead.
 - Scalar conditions (``extra_cond``, AdaLN): the clip's frame rate (Make-A-Video's fps
   conditioning), then a super-resolution stage's ``noise_level`` (noise-conditioning
-  augmentation, ``walt.lightning.super_resolution``).
+  augmentation, ``walt.core.super_resolution``).
 - Super-resolution: the stream's ``lowres`` latent ``(B, c, t, h/2, w/2)`` (already noised to its
   ``noise_level``) is one more backbone input, passed as it is (guidance keeps it).
 

@@ -3,7 +3,7 @@
 The network never sees guidance: the denoiser built here answers ``uncond=True`` by replacing the
 label and text with their nulls and ``drop_frames=True`` by dropping the frame condition, and the
 sampler combines the answers (classifier-free guidance, Ho & Salimans 2022). The backbone's
-inputs come from :func:`walt.lightning.backbone_inputs.build_conditions`, as in training.
+inputs come from :func:`walt.core.backbone_inputs.build_conditions`, as in training.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from walt.core.backbone_inputs import BackboneInputs, ConditionConfig, build_conditions
+from walt.core.latents import LatentCodec
 from walt.diffusion import GaussianDiffusion
 from walt.diffusion.frame_masks import keep_known
-from walt.lightning.backbone_inputs import BackboneInputs, ConditionConfig, build_conditions
-from walt.lightning.latents import LatentCodec
 from walt.samplers import ClassifierFreeGuidance, make_sampler, sample
 
 
