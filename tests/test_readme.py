@@ -151,7 +151,9 @@ def test_makefile_substitution():
 
 def test_readme_is_short():
     lines = README.read_text().splitlines()
-    assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines (at most {MAX_README_LINES})"
+    assert len(lines) <= MAX_README_LINES, (
+        f"README.md has {len(lines)} lines (at most {MAX_README_LINES})"
+    )
 
 
 DATED_HISTORY = [
@@ -167,7 +169,9 @@ def test_readme_has_no_run_history(pattern):
     assert not hits, "dated run history belongs in docs/results.md:\n" + "\n".join(hits)
 
 
-@pytest.mark.parametrize("line", ["Run 8 (4f46b93, 2026-12-02) took 23 min", "Runs 4 to 6 scored 0.88"])
+@pytest.mark.parametrize(
+    "line", ["Run 8 (4f46b93, 2026-12-02) took 23 min", "Runs 4 to 6 scored 0.88"]
+)
 def test_run_history_patterns_catch(line):
     assert any(p.search(line) for p in DATED_HISTORY)
 
