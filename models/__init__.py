@@ -1,6 +1,7 @@
 """The W.A.L.T backbone: a windowed DiT over patchified latents (see ``docs/models.md``)."""
 
 from models.attention import ATTN_BACKENDS, attention, default_attn_backend, xformers_available
+from models.backbone import Backbone
 from models.blocks import WindowBlock
 from models.dit import WindowedDiT
 from models.registry import DIT_PRESETS, preset_config
@@ -8,6 +9,7 @@ from models.unet import SpaceTimeUnet, Unet3D, inflate_from_2d
 
 __all__ = [
     "ATTN_BACKENDS",
+    "Backbone",
     "DIT_PRESETS",
     "SpaceTimeUnet",
     "Unet3D",

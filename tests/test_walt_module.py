@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from models.backbone import DECLARATION
 from tests.walt_fixtures import (
     FRAMES,
     SIZE,
@@ -47,8 +48,8 @@ class _Recorder(torch.nn.Module):
     def __init__(self, net):
         super().__init__()
         self.net, self.calls = net, []
-        self.in_channels, self.num_classes = net.in_channels, net.num_classes
-        self.use_self_cond, self.use_frame_cond = net.use_self_cond, net.use_frame_cond
+        for name in DECLARATION:  # a wrapper declares the inputs of what it wraps
+            setattr(self, name, getattr(net, name))
 
     def forward(self, x, t, **kw):
         self.calls.append({k: v for k, v in kw.items()})

@@ -3,11 +3,13 @@ and ``Unet3D`` (Video Diffusion Models).
 
 Levels of residual blocks (``ResBlock``) with optional factorized attention
 (``SpatioTemporalAttention``), a middle block, and a mirrored upward path with one skip per level.
-It takes the windowed DiT's inputs with the same meaning (``WindowedDiT.forward``): the noisy
-latents (or pixels) concatenated on channels with the self-conditioning estimate and the frame
-condition ``concat(m * z, m)``, and one conditioning vector = timestep + class (learned null row)
-+ pooled text (learned null text) + scalar conditions such as fps, which scale-shifts every
-residual block. Text tokens also feed a cross-attention in every attention block.
+It implements the backbone interface (``models.backbone.Backbone``) with the windowed DiT's
+inputs and their meaning (``WindowedDiT.forward``), built by the same code
+(``models.conditioning.ConditionedBackbone``): the noisy latents (or pixels) concatenated on
+channels with the self-conditioning estimate and the frame condition ``concat(m * z, m)``, and
+one conditioning vector = timestep + class (learned null row) + pooled text (learned null text)
++ scalar conditions such as fps, which scale-shifts every residual block. Text tokens also feed
+a cross-attention in every attention block.
 
 ``enable_time=False`` builds the 2D image model: the same module tree without a single temporal
 parameter, which ``models.unet.inflation.inflate_from_2d`` loads into the video model.
@@ -16,6 +18,7 @@ parameter, which ``models.unet.inflation.inflate_from_2d`` loads into the video 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,13 +26,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from models.attention import AttnBackend
-from models.dit import WindowedDiT
-from models.embeddings import (
-    ClassEmbedder,
-    ScalarConditionEmbedder,
-    TextConditioner,
-    TimestepEmbedder,
-)
+from models.conditioning import ConditionedBackbone
 from models.unet.pseudo_conv import PseudoConv3d, check_image_frames
 from models.unet.resample import Downsample, Upsample
 from models.unet.resblock import ResBlock, group_norm, per_frame
@@ -46,13 +43,94 @@ def per_level(name: str, value: int | bool | Sequence, levels: int) -> list:
     return value
 
 
-class FactorizedUnet(nn.Module):
-    """Space-time U-Net; see the module docstring. Use ``SpaceTimeUnet`` or ``Unet3D``."""
+@dataclass(frozen=True)
+class LevelPlan:
+    """Per level: width, residual blocks, spatial and temporal attention; per downsample:
+    whether it halves time."""
 
-    # The conditioning and input checks are the windowed DiT's, shared as they are: the U-Nets
-    # keep the attribute names they read (t_embed, class_embed, text_cond, extra_embed, ...).
-    _conditioning = WindowedDiT._conditioning
-    _check_cond = WindowedDiT._check_cond
+    dims: list[int]
+    blocks: list[int]
+    spatial: list[bool]
+    temporal: list[bool]  # already off where enable_time is False
+    compress: list[bool]  # one per downsample (levels - 1), already off without time
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        dim: int,
+        dim_mult: Sequence[int],
+        num_res_blocks: int | Sequence[int],
+        attn_levels: bool | Sequence[bool],
+        temporal_attn_levels: bool | Sequence[bool] | None,
+        temporal_compression: bool | Sequence[bool],
+        enable_time: bool,
+        attn_head_dim: int,
+        prob_focus_present: float,
+    ) -> LevelPlan:
+        """Check the ``FactorizedUnet`` level options and expand them to one entry per level."""
+        levels = len(dim_mult)
+        if levels < 1 or dim < 1:
+            raise ValueError(f"dim_mult must be non-empty and dim positive, got {dim_mult}, {dim}")
+        if not 0.0 <= prob_focus_present <= 1.0:
+            raise ValueError(f"prob_focus_present must be in [0, 1], got {prob_focus_present}")
+        dims = [dim * m for m in dim_mult]
+        bad = [d for d in dims if d % attn_head_dim]
+        if bad:
+            raise ValueError(f"level widths {bad} do not divide by attn_head_dim={attn_head_dim}")
+        spatial = per_level("attn_levels", attn_levels, levels)
+        temporal = per_level(
+            "temporal_attn_levels", spatial if temporal_attn_levels is None else temporal_attn_levels,
+            levels,
+        )
+        compress = per_level("temporal_compression", temporal_compression, levels)
+        if levels > 1 and compress[-1] and not isinstance(temporal_compression, bool):
+            raise ValueError("temporal_compression: the last level has no downsample to compress")
+        return cls(
+            dims=dims,
+            blocks=per_level("num_res_blocks", num_res_blocks, levels),
+            spatial=spatial,
+            temporal=[bool(on) and enable_time for on in temporal],
+            compress=[bool(c) and enable_time for c in compress[:-1]],
+        )
+
+    def attn(self, i: int, attn: dict) -> dict:
+        """The attention options of level ``i``."""
+        return dict(spatial=self.spatial[i], temporal=self.temporal[i], **attn)
+
+
+class FactorizedUnet(ConditionedBackbone):
+    """Space-time U-Net; see the module docstring. Use ``SpaceTimeUnet`` or ``Unet3D``.
+
+    Args:
+        in_channels: channels ``c`` of ``x`` (latent channels, or 3 in pixel space).
+        out_channels: predicted channels (``None`` = ``in_channels``).
+        dim: channels of the first level.
+        dim_mult: channel multiplier per level (``len`` = number of levels).
+        num_res_blocks: residual blocks per level (an int or one per level).
+        attn_levels: spatial + temporal attention after each block of these levels.
+        temporal_attn_levels: temporal attention on these levels (``None`` = ``attn_levels``);
+            a level with temporal but no spatial attention gets a temporal-only block.
+        temporal_compression: halve time after these levels (not after the last one).
+        temporal_conv: factorized ``3x3 + 3`` convs (``False``: ``1 x 3 x 3`` convs, VDM).
+        enable_time: build the temporal layers (``False`` = the 2D image model).
+        causal_time: temporal convs and attention see only the past.
+        max_frames: frames the temporal position tables cover (more interpolate).
+        attn_head_dim: channels per attention head.
+        prob_focus_present: in training, the fraction of videos whose temporal attention is
+            masked to the identity (VDM's joint image-video training, Ho et al. 2022, Sec. 3).
+        num_classes: real classes (0 = none); index ``num_classes`` is the learned null label.
+        text_dim: width ``E`` of text embeddings (0 = no text).
+        text_pool_to_adaln: add the pooled text to the conditioning vector.
+        num_extra_cond: scalar conditions per sample in ``extra_cond`` (e.g. fps).
+        use_self_cond: accept a self-conditioning estimate (``c`` extra input channels).
+        use_frame_cond: accept a frame condition ``concat(m * z, m)`` (``c + 1`` channels).
+        groups: GroupNorm groups.
+        dropout: residual-block dropout.
+        qk_norm: LayerNorm queries and keys per head.
+        grad_checkpointing: recompute block activations in the backward pass (training only).
+        attn_backend: ``"sdpa" | "xformers" | "reference"``; ``None`` = module default.
+    """
 
     def __init__(
         self,
@@ -83,114 +161,54 @@ class FactorizedUnet(nn.Module):
         grad_checkpointing: bool = False,
         attn_backend: AttnBackend | None = None,
     ) -> None:
-        """Args:
-        in_channels: channels ``c`` of ``x`` (latent channels, or 3 in pixel space).
-        out_channels: predicted channels (``None`` = ``in_channels``).
-        dim: channels of the first level.
-        dim_mult: channel multiplier per level (``len`` = number of levels).
-        num_res_blocks: residual blocks per level (an int or one per level).
-        attn_levels: spatial + temporal attention after each block of these levels.
-        temporal_attn_levels: temporal attention on these levels (``None`` = ``attn_levels``);
-            a level with temporal but no spatial attention gets a temporal-only block.
-        temporal_compression: halve time after these levels (not after the last one).
-        temporal_conv: factorized ``3x3 + 3`` convs (``False``: ``1 x 3 x 3`` convs, VDM).
-        enable_time: build the temporal layers (``False`` = the 2D image model).
-        causal_time: temporal convs and attention see only the past.
-        max_frames: frames the temporal position tables cover (more interpolate).
-        attn_head_dim: channels per attention head.
-        prob_focus_present: in training, the fraction of videos whose temporal attention is
-            masked to the identity (VDM's joint image-video training, Ho et al. 2022, Sec. 3).
-        num_classes: real classes (0 = none); index ``num_classes`` is the learned null label.
-        text_dim: width ``E`` of text embeddings (0 = no text).
-        text_pool_to_adaln: add the pooled text to the conditioning vector.
-        num_extra_cond: scalar conditions per sample in ``extra_cond`` (e.g. fps).
-        use_self_cond: accept a self-conditioning estimate (``c`` extra input channels).
-        use_frame_cond: accept a frame condition ``concat(m * z, m)`` (``c + 1`` channels).
-        groups: GroupNorm groups.
-        dropout: residual-block dropout.
-        qk_norm: LayerNorm queries and keys per head.
-        grad_checkpointing: recompute block activations in the backward pass (training only).
-        attn_backend: ``"sdpa" | "xformers" | "reference"``; ``None`` = module default.
-        """
-        super().__init__()
-        levels = len(dim_mult)
-        if levels < 1 or dim < 1:
-            raise ValueError(f"dim_mult must be non-empty and dim positive, got {dim_mult}, {dim}")
-        if not 0.0 <= prob_focus_present <= 1.0:
-            raise ValueError(f"prob_focus_present must be in [0, 1], got {prob_focus_present}")
-        dims = [dim * m for m in dim_mult]
-        bad = [d for d in dims if d % attn_head_dim]
-        if bad:
-            raise ValueError(f"level widths {bad} do not divide by attn_head_dim={attn_head_dim}")
-        blocks = per_level("num_res_blocks", num_res_blocks, levels)
-        spatial = per_level("attn_levels", attn_levels, levels)
-        temporal = per_level(
-            "temporal_attn_levels", spatial if temporal_attn_levels is None else temporal_attn_levels,
-            levels,
+        plan = LevelPlan.of(
+            dim=dim, dim_mult=dim_mult, num_res_blocks=num_res_blocks, attn_levels=attn_levels,
+            temporal_attn_levels=temporal_attn_levels, temporal_compression=temporal_compression,
+            enable_time=enable_time, attn_head_dim=attn_head_dim,
+            prob_focus_present=prob_focus_present,
         )
-        compress = per_level("temporal_compression", temporal_compression, levels)
-        if levels > 1 and compress[-1] and not isinstance(temporal_compression, bool):
-            raise ValueError("temporal_compression: the last level has no downsample to compress")
-        compress = compress[:-1]
-        self.in_channels, self.out_channels = in_channels, out_channels or in_channels
-        self.num_classes, self.text_dim, self.num_extra_cond = num_classes, text_dim, num_extra_cond
-        self.use_self_cond, self.use_frame_cond = use_self_cond, use_frame_cond
-        self.text_pool_to_adaln, self.enable_time = text_pool_to_adaln, enable_time
+        super().__init__(
+            in_channels=in_channels, out_channels=out_channels, num_classes=num_classes,
+            text_dim=text_dim, text_pool_to_adaln=text_pool_to_adaln,
+            num_extra_cond=num_extra_cond, use_self_cond=use_self_cond,
+            use_frame_cond=use_frame_cond,
+        )
+        self.enable_time, self.levels = enable_time, len(plan.dims)
         self.prob_focus_present, self.grad_checkpointing = prob_focus_present, grad_checkpointing
-        self.temporal_compression = [bool(c) and enable_time for c in compress]
-        self.levels = levels
-        self._build_conditioning(cond_dim := 4 * dim)
+        self.temporal_compression = plan.compress
+        self._build_embedders(cond_dim := 4 * dim)
         res = dict(cond_dim=cond_dim, temporal_conv=temporal_conv and enable_time,
                    causal_time=causal_time, groups=groups, dropout=dropout)
         attn = dict(head_dim=attn_head_dim, text_dim=cond_dim if text_dim > 0 else 0,
                     max_frames=max_frames, causal_time=causal_time, qk_norm=qk_norm,
                     attn_backend=attn_backend)
-        channels = in_channels * (2 if use_self_cond else 1) + (in_channels + 1) * use_frame_cond
-        self.init_conv = PseudoConv3d(dim_in=channels, dim_out=dim, **_conv(res))
+        self.init_conv = PseudoConv3d(dim_in=self.input_width, dim_out=dim, **_conv(res))
+        self._build_levels(plan, dim, res, attn)
+        self.out_norm = group_norm(dim, groups)
+        self.out_conv = PseudoConv3d(dim_in=dim, dim_out=self.out_channels, **_conv(res))
+
+    def _build_levels(self, plan: LevelPlan, dim: int, res: dict, attn: dict) -> None:
+        """The downward levels, the middle block and the upward levels (one skip per level)."""
+        dims, last = plan.dims, len(plan.dims) - 1
         self.downs, self.ups = nn.ModuleList(), nn.ModuleList()
         for i, d in enumerate(dims):
-            level_attn = dict(spatial=spatial[i], temporal=temporal[i] and enable_time, **attn)
-            level = _level(dims[i - 1] if i else dim, d, blocks[i], res, level_attn)
-            level.resample = (
-                Downsample(dim=d, temporal=self.temporal_compression[i]) if i < levels - 1 else None
-            )
+            level = _level(dims[i - 1] if i else dim, d, plan.blocks[i], res, plan.attn(i, attn))
+            level.resample = Downsample(dim=d, temporal=plan.compress[i]) if i < last else None
             self.downs.append(level)
         # The middle block attends over space and time at the coarsest level (both papers).
         self.mid = nn.ModuleList([
             ResBlock(dim_in=dims[-1], dim_out=dims[-1], **res),
-            _attention(dims[-1], spatial=True, temporal=enable_time, **attn),
+            _attention(dims[-1], spatial=True, temporal=self.enable_time, **attn),
             ResBlock(dim_in=dims[-1], dim_out=dims[-1], **res),
         ])
-        for i in reversed(range(levels)):
-            level_attn = dict(spatial=spatial[i], temporal=temporal[i] and enable_time, **attn)
-            level = _level(2 * dims[i], dims[i], blocks[i], res, level_attn)
+        for i in reversed(range(len(dims))):
+            level = _level(2 * dims[i], dims[i], plan.blocks[i], res, plan.attn(i, attn))
             level.resample = (
-                Upsample(dim_in=dims[i + 1], dim_out=dims[i], temporal=self.temporal_compression[i])
-                if i < levels - 1
+                Upsample(dim_in=dims[i + 1], dim_out=dims[i], temporal=plan.compress[i])
+                if i < last
                 else None
             )
             self.ups.append(level)
-        self.out_norm = group_norm(dim, groups)
-        self.out_conv = PseudoConv3d(dim_in=dim, dim_out=self.out_channels, **_conv(res))
-
-    def _build_conditioning(self, cond_dim: int) -> None:
-        """The embedders the shared ``_conditioning`` reads, at the residual blocks' width."""
-        self.t_embed = TimestepEmbedder(hidden_size=cond_dim)
-        self.class_embed = (
-            ClassEmbedder(num_classes=self.num_classes, hidden_size=cond_dim)
-            if self.num_classes > 0
-            else None
-        )
-        self.text_cond = (
-            TextConditioner(text_dim=self.text_dim, hidden_size=cond_dim)
-            if self.text_dim > 0
-            else None
-        )
-        self.extra_embed = (
-            ScalarConditionEmbedder(num_conds=self.num_extra_cond, hidden_size=cond_dim)
-            if self.num_extra_cond > 0
-            else None
-        )
 
     # ----------------------------------------------------------------------------------- inputs
     def check_size(self, t: int, h: int, w: int) -> None:
@@ -207,18 +225,6 @@ class FactorizedUnet(nn.Module):
                 f"frame count t={t} must be 1 + {k}m: {sum(self.temporal_compression)} levels "
                 "compress time (T -> 1 + (T - 1) / 2 each)"
             )
-
-    def _inputs(self, x: Tensor, self_cond: Tensor | None, frame_cond: Tensor | None) -> Tensor:
-        """``x`` with the self-conditioning and frame-condition channels: ``(B, c', t, h, w)``."""
-        b, c, t, h, w = x.shape
-        sc = self._check_cond("self_cond", self_cond, x, c, self.use_self_cond)
-        fc = self._check_cond("frame_cond", frame_cond, x, c + 1, self.use_frame_cond)
-        parts = [x]
-        if self.use_self_cond:
-            parts.append(torch.zeros_like(x) if sc is None else sc.to(x.dtype))
-        if self.use_frame_cond:
-            parts.append(x.new_zeros((b, c + 1, t, h, w)) if fc is None else fc.to(x.dtype))
-        return torch.cat(parts, dim=1)
 
     def _focus_present(self, b: int, device: torch.device) -> Tensor | None:
         """``(B,)`` bool: videos whose temporal attention is the identity this step (VDM)."""
@@ -259,11 +265,8 @@ class FactorizedUnet(nn.Module):
         Returns:
             ``(B, c_out, t, h, w)``.
         """
-        if x.ndim != 5 or x.shape[1] != self.in_channels:
-            raise ValueError(f"x must be (B, {self.in_channels}, t, h, w), got {tuple(x.shape)}")
+        self._check_x(x, timesteps)
         b, _, t, h, w = x.shape
-        if timesteps.shape != (b,):
-            raise ValueError(f"timesteps must be ({b},), got {tuple(timesteps.shape)}")
         self.check_size(t, h, w)
         frames = check_image_frames(image_frames, b, t)
         if frames is not None and any(self.temporal_compression):
@@ -274,7 +277,7 @@ class FactorizedUnet(nn.Module):
         )
         ctx = dict(c_act=F.silu(cond), text=text, text_mask=mask,
                    focus_present=self._focus_present(b, x.device), image_frames=frames)
-        hid = self.init_conv(self._inputs(x, self_cond, frame_cond), image_frames=frames)
+        hid = self.init_conv(self._input_channels(x, self_cond, frame_cond), image_frames=frames)
         skips = []
         for level in self.downs:  # (B, d_i, t_i, h / 2^i, w / 2^i)
             hid = self._level(level, hid, ctx)

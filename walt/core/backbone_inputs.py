@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from models.backbone import Backbone, missing_declaration
 from walt.diffusion.frame_masks import (
     frame_condition,
     generation_mask,
@@ -78,7 +79,8 @@ class ConditionConfig:
 @dataclass(frozen=True)
 class BackboneInputs:
     """Which conditioning inputs the backbone takes; read off the network once, when the module
-    is built (every backbone, ``models.WindowedDiT`` and the U-Nets, exposes these attributes)."""
+    is built, from its declaration (``models.backbone.Backbone``: ``num_classes``, ``text_dim``,
+    ``num_extra_cond``, ``use_self_cond``, ``use_frame_cond``, ``lowres_channels``)."""
 
     labels: bool = False
     text: bool = False
@@ -89,16 +91,21 @@ class BackboneInputs:
     lowres: int = 0  # channels of a super-resolution stage's low-res latent (0: not SR)
 
     @classmethod
-    def of(cls, net) -> BackboneInputs:
-        num_classes = int(getattr(net, "num_classes", 0))
+    def of(cls, net: Backbone) -> BackboneInputs:
+        """The inputs ``net`` declares; a clear error if it does not implement ``Backbone``."""
+        if not isinstance(net, Backbone):
+            raise TypeError(
+                f"{type(net).__name__} does not implement the backbone interface "
+                f"(models.backbone.Backbone): it does not declare {missing_declaration(net)}"
+            )
         return cls(
-            labels=num_classes > 0,
-            text=getattr(net, "text_dim", 0) > 0,
-            frames=bool(getattr(net, "use_frame_cond", False)),
-            self_cond=bool(getattr(net, "use_self_cond", False)),
-            extra=int(getattr(net, "num_extra_cond", 0)),
-            num_classes=num_classes,
-            lowres=int(getattr(net, "lowres_channels", 0)),
+            labels=net.num_classes > 0,
+            text=net.text_dim > 0,
+            frames=bool(net.use_frame_cond),
+            self_cond=bool(net.use_self_cond),
+            extra=int(net.num_extra_cond),
+            num_classes=int(net.num_classes),
+            lowres=int(net.lowres_channels),
         )
 
 
