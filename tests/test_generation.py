@@ -15,11 +15,15 @@ from data.encode import to_uint8_frames, write_mp4
 from tests.test_walt_configs import CONFIGS, _tiny_overrides, assets  # noqa: F401 (fixture)
 from train import main as cli_main
 from walt.core.generation import sampling_stream
-from walt.core.loading import load_walt_checkpoint as load_module
+from walt.core.loading import load_walt_checkpoint
 from walt.generate import main as generate_main
 from walt.pipelines.extend import extended_length
 
 TINY = next(c for c in CONFIGS if c.stem == "tiny_cpu")
+
+
+def load_module(path):
+    return load_walt_checkpoint(path).eval()
 BB = "--model.init_args.backbone.init_args."
 
 

@@ -365,13 +365,10 @@ class WALTModule(LightningModule):
                 ``module.sampling.override({...})``).
             num_samples: B when no label, text, frames or low-res latents fix it.
             num_frames, size: the clips' pixel frames and (H, W) (default: the training ones).
-            cond_pixels: known frames (B, C, T', H, W), W.A.L.T's ``c_fp = concat(m*z, m)``
-                (image to video, prediction, extension, interpolation): encoded and, when
-                shorter than the clip, they fill its leading latent frames (one image = 1
-                latent frame).
-            cond_latents: or the known frames' latents (B, c, t, h, w) directly.
-            cond_mask: (B, t) marks the known latent frames (default: those ``cond_pixels``
-                covers, when shorter than the clip).
+            cond_pixels, cond_latents, cond_mask: known frames, W.A.L.T's
+                ``c_fp = concat(m*z, m)`` (image to video, prediction, extension,
+                interpolation), see :func:`walt.core.generation.known_latents`: pixels
+                (B, C, T', H, W) or latents (B, c, t, h, w), and the (B, t) known-frame mask.
             lowres_latents: a super-resolution stage's input (B, c, t, h/2, w/2), the
                 normalized latents of the low-res clip (``codec.encode`` of its pixels, or a
                 base stage's ``decode=False`` output), noised to ``sampling.noise_level`` with
