@@ -29,7 +29,7 @@ def test_every_sr_stage_is_shipped():
 
 
 @pytest.mark.parametrize("config", SR_CONFIGS, ids=[c.stem for c in SR_CONFIGS])
-def test_sr_fast_dev_run(config, assets, tmp_path):  # noqa: F811
+def test_fast_dev_run_of_each_sr_config(config, assets, tmp_path):  # noqa: F811
     """On the fly: each 16x16 clip is downsampled to 8x8 and both are encoded."""
     cli = cli_main(_tiny_overrides(config, assets, tmp_path))
     assert cli.trainer.state.finished and cli.trainer.global_step == 1

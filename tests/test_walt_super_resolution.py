@@ -164,7 +164,7 @@ def test_training_from_pairs_never_runs_the_tokenizer(tok, tmp_path, monkeypatch
     assert calls == [] and module.global_step == 2
 
 
-def test_sr_resume_and_ema_continue_the_same_run(tok, tmp_path):
+def test_resume_and_ema_of_an_sr_stage_continue_the_same_run(tok, tmp_path):
     """2N straight steps equal N steps, a checkpoint and N more, EMA included; the checkpoint
     loads back as an SR module that upsamples."""
     batch = {"video": sr_stream()}
@@ -193,7 +193,7 @@ def test_sr_resume_and_ema_continue_the_same_run(tok, tmp_path):
     assert _sample(loaded, z_lr).shape == (2, 8, 3, 4, 4)
 
 
-def test_sr_errors_name_the_argument(tok):
+def test_super_resolution_errors_name_the_argument(tok):
     module = tiny_sr_module(tok)
     z_lr = _lowres(module)
     with pytest.raises(ValueError, match="needs lowres_latents"):
