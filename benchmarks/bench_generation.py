@@ -66,7 +66,7 @@ def memory_run(chunks: int, frames: int, size: int) -> dict:
                       fps=8.0) as sink:
             extend(module, stream=stream, num_samples=1, num_chunks=chunks, num_frames=frames,
                    size=(size, size), start=None, emit=sink.push, generator=torch.Generator(),
-                   num_inference_steps=2)
+                   sampling=module.sampling.override({"num_inference_steps": 2}))
             sink.close()
         peak = peak_rss_mib()
     return {"chunks": chunks, "frames": total, "peak_rss_mib": peak, "peak_above_model_mib":
@@ -79,6 +79,8 @@ SAMPLERS = (("ddim", 50), ("dpmpp_2m", 20))
 def speed(frames: int, size: int, repeats: int, *, self_conds=(False, True), guidances=(1.0, 4.0),
           samplers=SAMPLERS) -> list[dict]:
     """Seconds per clip (best of ``repeats``) of each (self-cond, guidance, sampler) setting."""
+    from walt.core.generation import sampling_stream
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for self_cond in self_conds:
@@ -86,8 +88,10 @@ def speed(frames: int, size: int, repeats: int, *, self_conds=(False, True), gui
             for guidance in guidances:
                 for sampler, steps in samplers:
                     def clip(module=module, sampler=sampler, steps=steps, guidance=guidance) -> None:
-                        module.generate(labels=torch.tensor([1]), sampler=sampler,
-                                        num_inference_steps=steps, guidance_scale=guidance,
+                        sampling = module.sampling.override(dict(
+                            sampler=sampler, num_inference_steps=steps, guidance_scale=guidance))
+                        module.generate(stream=sampling_stream(labels=torch.tensor([1])),
+                                        sampling=sampling,
                                         generator=torch.Generator().manual_seed(0))
 
                     times = time_runs(clip, warmup=0, reps=repeats)

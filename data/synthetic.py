@@ -272,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if "%" not in args.pattern:
         parser.error(f"pattern needs a printf field such as %06d, got {args.pattern!r}")
+    for flag in ("num_videos", "num_images"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     summary = write_synthetic(
         args.pattern, num_videos=args.num_videos, num_images=args.num_images, frames=args.frames,
         size=args.size, fps=args.fps, object_size=args.object_size, shapes=args.shapes,

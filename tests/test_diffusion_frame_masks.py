@@ -102,7 +102,7 @@ def test_interpolation_masks_keep_keyframes_only():
 
     assert keyframe_indices(5, 2) == [0, 2, 4] and keyframe_indices(5, 3) == [0, 3, 4]
     g = torch.Generator().manual_seed(0)
-    mask = sample_interpolation_mask((64, 8, 5, 2, 2), p_interpolate=0.5, every_choices=[2, 3],
+    mask = sample_interpolation_mask((64, 8, 5, 2, 2), p_interpolate=0.5, interpolate_every=[2, 3],
                                      generator=g)[:, 0, :, 0, 0]  # (B, t)
     rows = {tuple(r) for r in mask.tolist()}
     assert rows == {(0.0,) * 5, (1.0, 0.0, 1.0, 0.0, 1.0), (1.0, 0.0, 0.0, 1.0, 1.0)}

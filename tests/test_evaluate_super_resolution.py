@@ -10,9 +10,9 @@ import torch
 
 from data.synthetic import write_synthetic
 from tests.walt_fixtures import FRAMES, SR_SIZE, tiny_sr_module, tiny_tokenizer_file
+from walt.core.sr_comparison import bicubic_upsample
 from walt.evaluate.__main__ import main
 from walt.evaluate.super_resolution import evaluate_super_resolution
-from walt.pipelines.cascade import bicubic_upsample
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_scores_sr_and_bicubic_per_clip(setup, tmp_path):
             sum(row[key] for row in result["clips"]) / 2)
     # An untrained stage is far from the truth; bicubic of the decoded clip is not identical.
     assert result["sr_psnr"]["mean"] != result["bicubic_psnr"]["mean"]
-    assert result["noise_level"] == module.default_noise_level
+    assert result["noise_level"] == module.sampling.noise_level
     assert (tmp_path / "sheet.png").stat().st_size > 0
 
 
@@ -60,8 +60,8 @@ def test_command_line_writes_json(setup, tmp_path, monkeypatch):
     seen = {}
 
     def load(path, map_location=None, **overrides):  # the checkpoint's module, built here
-        seen.update(path=path, **overrides)
-        return tiny_sr_module(tok, **overrides)
+        seen.update(path=path, module=tiny_sr_module(tok, **overrides))
+        return seen["module"]
 
     monkeypatch.setattr(loading, "load_walt_checkpoint", load)
     out = tmp_path / "sr.json"
@@ -72,5 +72,7 @@ def test_command_line_writes_json(setup, tmp_path, monkeypatch):
     assert set(saved["clips"][0]) == {"clip", "sr_psnr", "sr_ssim", "bicubic_psnr",
                                       "bicubic_ssim"}
     # Deterministic DDIM at the asked number of steps (the criterion's setting).
-    assert seen == {"path": "sr.ckpt", "sampler": "ddim", "sampler_options": {"eta": 0.0},
-                    "num_inference_steps": 2}
+    assert seen["path"] == "sr.ckpt"
+    sampling = seen["module"].sampling
+    assert (sampling.sampler, sampling.sampler_options) == ("ddim", {"eta": 0.0})
+    assert (sampling.num_inference_steps, sampling.noise_level) == (2, 0.2)

@@ -14,11 +14,16 @@ from safetensors.torch import save_file
 from data.encode import to_uint8_frames, write_mp4
 from tests.test_walt_configs import CONFIGS, _tiny_overrides, assets  # noqa: F401 (fixture)
 from train import main as cli_main
-from walt.generate import load_module
+from walt.core.generation import sampling_stream
+from walt.core.loading import load_walt_checkpoint
 from walt.generate import main as generate_main
 from walt.pipelines.extend import extended_length
 
 TINY = next(c for c in CONFIGS if c.stem == "tiny_cpu")
+
+
+def load_module(path):
+    return load_walt_checkpoint(path).eval()
 BB = "--model.init_args.backbone.init_args."
 
 
@@ -26,7 +31,7 @@ def _fit(assets, root, extra):  # noqa: F811 (fixture)
     args = [a for a in _tiny_overrides(TINY, assets, root) if "fast_dev_run" not in a]
     args += ["--trainer.max_steps=1", "--trainer.max_time=null", "--trainer.limit_val_batches=0",
              "--trainer.callbacks=[]", "--trainer.logger=false",
-             "--trainer.enable_checkpointing=false", "--model.init_args.num_inference_steps=2",
+             "--trainer.enable_checkpointing=false", "--model.init_args.sampling.num_inference_steps=2",
              *extra]
     cli = cli_main(args)
     ckpt = root / "model.ckpt"
@@ -83,7 +88,8 @@ def test_every_mode_from_the_command_line(mode, fps_ckpt, media, tmp_path):
     assert (out / "contact_sheet.png").stat().st_size > 0
     settings = json.loads((out / "settings.json").read_text())
     assert settings["mode"] == mode and settings["fps"] == 12.0 and settings["labels"] == [0, 2]
-    assert (settings["num_inference_steps"], settings["sampler"], settings["size"]) == (2, "ddim",
+    sampling = settings["sampling"]
+    assert (sampling["num_inference_steps"], sampling["sampler"], settings["size"]) == (2, "ddim",
                                                                                         [16, 16])
 
 
@@ -132,7 +138,8 @@ def test_conditioning_frames_are_kept_in_latent_space(fps_ckpt, media):
     module = load_module(fps_ckpt)
     video = load_video(media["video"], num_frames=9, size=(16, 16))  # (1, 3, 9, 16, 16)
     image = load_image(media["image"], size=(16, 16))  # (1, 3, 1, 16, 16)
-    common = dict(labels=torch.tensor([0]), fps=8.0, num_inference_steps=2, decode=False,
+    common = dict(stream=sampling_stream(labels=torch.tensor([0]), fps=8.0), decode=False,
+                  sampling=module.sampling.override({"num_inference_steps": 2}),
                   generator=torch.Generator().manual_seed(0))
     z = module.generate(cond_pixels=image, **common)  # one image, as given
     torch.testing.assert_close(z[:, :, :1], module.codec.encode(image))
@@ -156,10 +163,10 @@ def test_fps_reaches_the_network(fps_ckpt, tmp_path, monkeypatch):
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(net, "forward", spy)
-    module.generate(labels=torch.tensor([0, 1]), fps=12.0, num_inference_steps=2)
+    module.generate(stream=sampling_stream(labels=torch.tensor([0, 1]), fps=12.0))
     assert seen and all(torch.equal(e, torch.full((2, 1), 12.0)) for e in seen)
     with pytest.raises(KeyError, match="fps"):
-        module.generate(labels=torch.tensor([0]), num_inference_steps=2)
+        module.generate(stream=sampling_stream(labels=torch.tensor([0])))
 
 
 def test_unlabelled_predict_uses_the_null_label(fps_ckpt, monkeypatch):

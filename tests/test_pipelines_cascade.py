@@ -77,8 +77,8 @@ def _write_module(path: Path, tokenizer: Path, *, size: int, sr: bool, seed: int
         "backbone": {"class_path": "models.WindowedDiT", "init_args": backbone},
         "diffusion": {"class_path": "walt.diffusion.GaussianDiffusion", "init_args": {}},
         "tokenizer": str(tokenizer), "latent_channels": 8, "num_frames": FRAMES, "size": size,
-        "num_inference_steps": 2, "ema_decay": 0.9,
-        **({"super_resolution": {"t_max": 0.25, "noise_level": 0.15}} if sr else {}),
+        "sampling": {"num_inference_steps": 2, **({"noise_level": 0.15} if sr else {})},
+        "ema_decay": 0.9, **({"super_resolution": {"max_noise_level": 0.25}} if sr else {}),
     }
     torch.manual_seed(seed)
     module = module_from_hparams(hparams, path, {})
@@ -121,13 +121,14 @@ def _run(argv: list[str]) -> Path:
 
 def test_cascade_from_the_command_line_writes_4x_clips(ckpts, tmp_path):
     out = _run([ckpts["base"], "--sr", ckpts["sr1"], "--sr", ckpts["sr2"], "--labels", "0,2",
-                "--out", str(tmp_path / "run"), "--sr-noise-level", "0.1"])
+                "--out", str(tmp_path / "run"), "--noise-level", "0.1"])
     for i in range(2):
         assert _video(out / f"sample_{i:03d}.mp4") == (FRAMES, 4 * BASE, 4 * BASE)
     assert torch.load(out / "samples.pt")["pixels"].shape == (2, 3, FRAMES, 64, 64)
     saved = json.loads((out / "settings.json").read_text())
     assert saved["sr_checkpoints"] == [ckpts["sr1"], ckpts["sr2"]]
-    assert saved["sr_noise_levels"] == [0.1, 0.1] and saved["size"] == [BASE, BASE]
+    assert [st["noise_level"] for st in saved["sr_sampling"]] == [0.1, 0.1]
+    assert saved["size"] == [BASE, BASE]
     # base | bicubic x4 | SR rows for each clip, frames shown at 2x (4 * BASE < 128 px)
     from PIL import Image
 
@@ -140,7 +141,7 @@ def test_cascade_regenerates_from_settings(ckpts, tmp_path):
                   "--out", str(tmp_path / "a")])
     again = _run(["--from-settings", str(first / "settings.json"), "--out", str(tmp_path / "b")])
     other = _run([ckpts["base"], "--sr", ckpts["sr1"], "--labels", "1", "--seed", "4",
-                  "--sr-noise-level", "0.6", "--out", str(tmp_path / "c")])
+                  "--noise-level", "0.6", "--out", str(tmp_path / "c")])
     pixels = [torch.load(d / "samples.pt")["pixels"] for d in (first, again, other)]
     assert pixels[0].shape == (1, 3, FRAMES, 2 * BASE, 2 * BASE)
     assert torch.equal(pixels[0], pixels[1])
@@ -203,14 +204,14 @@ def test_an_exported_stage_gives_the_checkpoints_pixels(ckpts, tmp_path, media_c
 
 
 def test_stages_must_share_the_base_tokenizer(ckpts, tmp_path):
-    from walt.generate import load_module
+    from walt.core.loading import load_walt_checkpoint
     from walt.pipelines import VideoPipeline, load_stage
 
     vae = CausalVAE.from_preset("tiny")
     vae.set_latent_stats([0.3] * 8, [0.5] * 8)  # another latent normalisation
     other = _write_module(tmp_path / "sr.ckpt", save_tokenizer(vae, tmp_path / "tok.safetensors"),
                           size=2 * BASE, sr=True, seed=5)
-    base = load_module(ckpts["base"])
+    base = load_walt_checkpoint(ckpts["base"])
     VideoPipeline(module=base, sr_stages=[load_stage(ckpts["sr1"])])  # the same tokenizer
     with pytest.raises(ValueError, match="same tokenizer"):
         VideoPipeline(module=base, sr_stages=[load_stage(other)])

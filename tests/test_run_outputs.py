@@ -52,7 +52,8 @@ def test_walt_outputs_follow_default_root_dir_and_resume_keeps_metrics(
     assets, tmp_path, monkeypatch
 ):
     config = _every_2_steps(CONFIGS / "walt" / "tiny_cpu.yaml", tmp_path / "walt.yaml",
-                            every_n_steps=2, num_samples=2, num_inference_steps=2)
+                            every_n_steps=2, num_samples=2,
+                            sampling={"num_inference_steps": 2})
     cwd, root = tmp_path / "cwd", tmp_path / "x"
     cwd.mkdir()
     monkeypatch.chdir(cwd)

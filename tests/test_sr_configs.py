@@ -14,6 +14,7 @@ from models import WindowedDiT
 from tests.test_walt_configs import _tiny_overrides, assets  # noqa: F401 (fixture)
 from tokenizer import CausalVAE, load_tokenizer
 from train import main as cli_main
+from walt.core.generation import sampling_stream
 from walt.core.hparams import max_latent_size
 from walt.core.super_resolution import downsample_pixels
 from walt.precompute import main as precompute_main
@@ -28,7 +29,7 @@ def test_every_sr_stage_is_shipped():
 
 
 @pytest.mark.parametrize("config", SR_CONFIGS, ids=[c.stem for c in SR_CONFIGS])
-def test_sr_fast_dev_run(config, assets, tmp_path):  # noqa: F811
+def test_fast_dev_run_of_each_sr_config(config, assets, tmp_path):  # noqa: F811
     """On the fly: each 16x16 clip is downsampled to 8x8 and both are encoded."""
     cli = cli_main(_tiny_overrides(config, assets, tmp_path))
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
@@ -85,6 +86,7 @@ def test_tiny_sr_trains_from_precomputed_pairs_without_the_tokenizer(assets, tmp
     cli.trainer.save_checkpoint(tmp_path / "sr.ckpt")
     loaded = WALTModule.load_from_checkpoint(tmp_path / "sr.ckpt")
     assert loaded.is_super_resolution and loaded.super_resolution == cli.model.super_resolution
-    z = loaded.generate(lowres_latents=torch.zeros(1, 8, 3, 1, 1), labels=torch.tensor([0]),
-                        num_inference_steps=1, decode=False)
+    z = loaded.generate(lowres_latents=torch.zeros(1, 8, 3, 1, 1), decode=False,
+                        stream=sampling_stream(labels=torch.tensor([0])),
+                        sampling=loaded.sampling.override({"num_inference_steps": 1}))
     assert z.shape == (1, 8, 3, 2, 2)

@@ -56,7 +56,7 @@ def _tiny_overrides(config: Path, assets: dict, root: Path) -> list[str]:
         "--data.init_args.resampled=false",
         "--data.init_args.target_fps=null",
         "--data.init_args.load_pixels=true",
-        "--model.init_args.num_inference_steps=2",
+        "--model.init_args.sampling.num_inference_steps=2",
     ]
     if "tokenizer: pixels" not in text:
         args.append(f"--model.init_args.tokenizer={assets['tokenizer']}")

@@ -9,9 +9,9 @@ import torch
 
 from tests.test_walt_configs import CONFIGS, _tiny_overrides, assets  # noqa: F401 (fixture)
 from train import main as cli_main
+from walt.core.loading import load_walt_checkpoint
 from walt.evaluate_synthetic import evaluate
 from walt.export import export_checkpoint, load_backbone, read_config
-from walt.generate import load_module
 from walt.generate import main as generate_main
 
 TINY = next(c for c in CONFIGS if c.stem == "tiny_cpu")
@@ -31,12 +31,12 @@ def trained(assets, tmp_path_factory):  # noqa: F811 (fixture)
 
 
 def test_checkpoint_reloads_with_weights_only(trained):
-    module = load_module(trained["ckpt"])
+    module = load_walt_checkpoint(trained["ckpt"])
     for (name, a), b in zip(trained["module"].ema.state_dict().items(),
                             module.ema.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_module(trained["root"] / "missing.ckpt")
+        load_walt_checkpoint(trained["root"] / "missing.ckpt")
 
 
 def test_generate_cli_writes_media_and_scores(trained, assets, tmp_path):  # noqa: F811
@@ -65,13 +65,16 @@ def test_generate_flags_reach_the_sampler(trained, tmp_path, monkeypatch):
                    "--sampler", "ddim", "--sampler-options", '{"eta": 0.5}',
                    "--num-inference-steps", "3", "--guidance-scale", "3",
                    "--guidance-schedule", "linear", "--guidance-min-scale", "1.5",
-                   "--guidance-rescale", "0.7"])
+                   "--guidance-rescale", "0.7", "--guidance-reverse",
+                   "--frame-guidance-scale", "1.5"])
     sampler, guidance = seen["sampler"], seen["guidance"]
     assert (type(sampler).__name__, sampler.eta, sampler.num_inference_steps) == ("DDIMSampler", 0.5, 3)
     assert (guidance.guidance_scale, guidance.guidance_schedule) == (3.0, "linear")
     assert (guidance.guidance_min_scale, guidance.guidance_rescale) == (1.5, 0.7)
-    with pytest.raises(TypeError, match="bogus"):
-        load_module(trained["ckpt"], sampler_options={"bogus": 1})
+    assert (guidance.guidance_reverse, guidance.frame_guidance_scale) == (True, 1.5)
+    module = load_walt_checkpoint(trained["ckpt"])
+    with pytest.raises(ValueError, match="bogus"):
+        module.sampling.override({"sampler_options": {"bogus": 1}})
 
 
 def test_export_roundtrip(trained, tmp_path):
@@ -92,7 +95,7 @@ def test_other_subcommands(subcommand, trained, assets, tmp_path):  # noqa: F811
     args += [f"--ckpt_path={trained['ckpt']}", "--trainer.limit_val_batches=1",
              "--trainer.limit_test_batches=1", "--trainer.limit_predict_batches=1",
              "--trainer.logger=false", "--trainer.callbacks=[]",
-             "--trainer.enable_checkpointing=false", "--model.init_args.num_inference_steps=2"]
+             "--trainer.enable_checkpointing=false", "--model.init_args.sampling.num_inference_steps=2"]
     cli = cli_main(args)
     assert cli.trainer.state.finished
     if subcommand == "predict":

@@ -99,14 +99,17 @@ def test_sampling_options_reach_the_module_from_the_config(assets, tmp_path):
 
     config = Path(__file__).resolve().parents[1] / "configs" / "walt" / "tiny_cpu.yaml"
     args = _tiny_overrides(config, assets, tmp_path)[1:]
-    args += ["--model.init_args.guidance_schedule=cosine", "--model.init_args.guidance_rescale=0.7",
-             "--model.init_args.guidance_min_scale=0.5", "--model.init_args.sampler=ddpm",
-             '--model.init_args.sampler_options={"variance": "large"}',
-             "--model.init_args.frame_guidance_scale=2.0"]
+    key = "--model.init_args.sampling."
+    args += [f"{key}guidance_schedule=cosine", f"{key}guidance_rescale=0.7",
+             f"{key}guidance_min_scale=0.5", f"{key}sampler=ddpm",
+             f'{key}sampler_options={{"variance": "large"}}', f"{key}frame_guidance_scale=2.0",
+             f"{key}guidance_reverse=true"]
     cli = WaltCLI(args=args, run=False, subclass_mode_model=True, subclass_mode_data=True)
-    assert cli.model.guidance_options == {"guidance_schedule": "cosine", "guidance_min_scale": 0.5,
-                                          "guidance_rescale": 0.7, "frame_guidance_scale": 2.0}
-    assert (cli.model.sampler_name, cli.model.sampler_options) == ("ddpm", {"variance": "large"})
+    s = cli.model.sampling
+    assert (s.guidance_schedule, s.guidance_min_scale, s.guidance_rescale) == ("cosine", 0.5, 0.7)
+    assert (s.frame_guidance_scale, s.guidance_reverse) == (2.0, True)
+    assert (s.sampler, s.sampler_options) == ("ddpm", {"variance": "large"})
+    assert s.guidance_scale == 2.5  # the config's, untouched
     with pytest.raises(ValueError, match="guidance_rescale"):
-        WaltCLI(args=[*args, "--model.init_args.guidance_rescale=2.0"], run=False,
+        WaltCLI(args=[*args, f"{key}guidance_rescale=2.0"], run=False,
                 subclass_mode_model=True, subclass_mode_data=True)

@@ -18,6 +18,7 @@ from tests.walt_fixtures import (
     tiny_module,
     tiny_tokenizer_file,
 )
+from walt.core.generation import sampling_stream
 from walt.lightning import ConditionConfig
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -177,15 +178,18 @@ def test_nonfinite_loss_is_skipped_then_stops(tok, tmp_path):
 def test_generate_shapes_and_frame_conditioning(tok):
     module = tiny_module(tok).eval()
     g = torch.Generator().manual_seed(0)
-    out = module.generate(labels=torch.tensor([0, 2]), num_inference_steps=3, generator=g)
+    out = module.generate(stream=sampling_stream(labels=torch.tensor([0, 2])), generator=g,
+                          sampling=module.sampling.override({"num_inference_steps": 3}))
     assert out.shape == (2, 3, FRAMES, SIZE, SIZE) and out.abs().max() <= 1
     cond = clip_stream()["pixels"]
     mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
-    out = module.generate(labels=torch.tensor([0, 1]), cond_pixels=cond, cond_mask=mask,
-                          num_inference_steps=2, guidance_scale=2.0, generator=g)
+    two = module.sampling.override({"num_inference_steps": 2, "guidance_scale": 2.0})
+    out = module.generate(stream=sampling_stream(labels=torch.tensor([0, 1])), cond_pixels=cond,
+                          cond_mask=mask, sampling=two, generator=g)
     assert out.shape == (2, 3, FRAMES, SIZE, SIZE)
     with pytest.raises(ValueError, match="cond_mask"):
-        module.generate(labels=torch.tensor([0, 1]), cond_pixels=cond, num_inference_steps=2)
+        module.generate(stream=sampling_stream(labels=torch.tensor([0, 1])), cond_pixels=cond,
+                        sampling=two)
 
 
 @pytest.mark.parametrize("kind", ["wandb", "tensorboard", "csv"])
@@ -203,7 +207,8 @@ def test_sample_logger_writes_media(kind, tok, tmp_path):
     trainer = pl.Trainer(
         max_steps=2, accelerator="cpu", logger=logger, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-        callbacks=[SampleLogger(every_n_steps=2, num_samples=2, num_inference_steps=2)],
+        callbacks=[SampleLogger(every_n_steps=2, num_samples=2,
+                                  sampling={"num_inference_steps": 2})],
     )
     trainer.fit(module, repeat_loader({"video": clip_stream()}, 2))
     written = sorted(p.name for p in tmp_path.rglob("step_0000002/*"))

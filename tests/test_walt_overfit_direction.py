@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from models import WindowedDiT
 from tests.walt_fixtures import tiny_module, tiny_tokenizer_file
+from walt.core.generation import sampling_stream
 
 LATENT = (5, 4, 4)  # (t, h, w) of a 17 x 32 x 32 clip
 LEFT, RIGHT = 0, 1
@@ -109,7 +110,8 @@ def test_tiny_model_learns_direction_from_label(tmp_path):
     trainer.fit(module, DataLoader(data, batch_size=None))
     labels = torch.tensor([LEFT, RIGHT] * 8)
     z = module.generate(
-        labels=labels, num_inference_steps=10, guidance_scale=1.0, decode=False,
+        stream=sampling_stream(labels=labels), decode=False,
+        sampling=module.sampling.override({"num_inference_steps": 10, "guidance_scale": 1.0}),
         generator=torch.Generator().manual_seed(1),
     )  # (16, 8, 5, 4, 4), normalized
     accuracy = (latent_direction(z) == labels).float().mean().item()

@@ -50,9 +50,9 @@ def test_score_matches_each_clip_to_its_requested_class(shards, module, reverse_
     perfect clips score 1, clips played backwards keep shape and colour but lose direction."""
     asked = []
 
-    def fake_generate(*, labels, **kwargs):
-        asked.append(labels.clone())
-        return _rendered(labels, reverse_time=reverse_time)
+    def fake_generate(*, stream, **kwargs):
+        asked.append(stream["label"].clone())
+        return _rendered(stream["label"], reverse_time=reverse_time)
 
     module.generate = fake_generate
     callback = GenerationQuality(class_names_from=shards, per_class=2, batch_size=4)
@@ -70,7 +70,8 @@ def test_logs_quality_next_to_the_loss(shards, module, tmp_path):
         max_steps=2, accelerator="cpu", logger=logger, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
         log_every_n_steps=1,
-        callbacks=[GenerationQuality(class_names_from=shards, every_n_steps=2, num_inference_steps=2)],
+        callbacks=[GenerationQuality(class_names_from=shards, every_n_steps=2,
+                                    sampling={"num_inference_steps": 2})],
     )
     trainer.fit(module, repeat_loader({"video": clip_stream(3)}, 2))
     with open(tmp_path / "logs" / "metrics.csv") as f:

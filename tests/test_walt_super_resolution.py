@@ -24,9 +24,10 @@ from tests.walt_fixtures import (
     tiny_sr_module,
     tiny_tokenizer_file,
 )
+from walt.core.generation import sampling_stream
 from walt.core.super_resolution import downsample_pixels, lowres_condition
 from walt.diffusion import GaussianDiffusion
-from walt.lightning import SuperResolutionConfig
+from walt.lightning import SamplingConfig, SuperResolutionConfig
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 LABELS = torch.tensor([0, 1])
@@ -43,10 +44,11 @@ def _lowres(module, b: int = 2, frames: int = FRAMES, seed: int = 1) -> torch.Te
     return module.codec.encode(pixels)  # (B, c, t, h/2, w/2)
 
 
-def _sample(module, z_lr, **kw):
-    kw = {"labels": LABELS[: z_lr.shape[0]], "num_inference_steps": 2, "decode": False,
+def _sample(module, z_lr, *, sampling=None, **kw):
+    kw = {"stream": sampling_stream(labels=LABELS[: z_lr.shape[0]]), "decode": False,
           "generator": torch.Generator().manual_seed(0), **kw}
-    return module.generate(lowres_latents=z_lr, **kw)
+    changes = {"num_inference_steps": 2, **(sampling or {})}
+    return module.generate(lowres_latents=z_lr, sampling=module.sampling.override(changes), **kw)
 
 
 @pytest.mark.parametrize("upsample", ["learned", "nearest", "bilinear"])
@@ -71,7 +73,7 @@ def test_noise_level_reaches_adaln_and_changes_the_output(tok):
     net.extra_embed.register_forward_hook(lambda m, args, out: levels.append(args[0].clone()))
     net.shared_adaln.register_forward_hook(lambda m, args, out: adaln.append(args[0].clone()))
     z_lr = _lowres(module)
-    outs = [_sample(module, z_lr, noise_level=v, use_ema=False) for v in (0.1, 0.3)]
+    outs = [_sample(module, z_lr, sampling={"noise_level": v}, use_ema=False) for v in (0.1, 0.3)]
     # on the timesteps' scale: 0.1 of 1000 steps is step 100
     torch.testing.assert_close(levels[0], torch.full((2, 1), 100.0))
     torch.testing.assert_close(levels[-1], torch.full((2, 1), 300.0))
@@ -98,7 +100,8 @@ def test_level_zero_shows_the_clean_upsampled_latent(tok, upsample):
     seen = {}
     for level in (0.0, 0.2):
         inputs.clear()
-        _sample(module, z_lr, noise_level=level, num_inference_steps=1, use_ema=False)
+        _sample(module, z_lr, sampling={"noise_level": level, "num_inference_steps": 1},
+                use_ema=False)
         # patch 1: the last c input channels are the upsampled low-res latent (B, c, t, 2h, 2w)
         seen[level] = rearrange(inputs[0][..., -c:], "b t h w c -> b c t h w")
     if up.proj is None:
@@ -122,7 +125,7 @@ def test_augmentation_follows_the_diffusion_forward_process():
     assert torch.equal(out["lowres"][0], z[0])  # level 0: the clean latent
     torch.testing.assert_close(out["lowres"][1:], expected[1:])
     torch.testing.assert_close(out["noise_level"], torch.tensor([0.0, 0.15, 0.999]))
-    levels = SuperResolutionConfig(t_max=0.25).sample_levels(
+    levels = SuperResolutionConfig(max_noise_level=0.25).sample_levels(
         1000, generator=torch.Generator().manual_seed(0))
     assert 0 <= levels.min() and levels.max() <= 0.25 and levels.std() > 0.05
 
@@ -161,7 +164,7 @@ def test_training_from_pairs_never_runs_the_tokenizer(tok, tmp_path, monkeypatch
     assert calls == [] and module.global_step == 2
 
 
-def test_sr_resume_and_ema_continue_the_same_run(tok, tmp_path):
+def test_resume_and_ema_of_an_sr_stage_continue_the_same_run(tok, tmp_path):
     """2N straight steps equal N steps, a checkpoint and N more, EMA included; the checkpoint
     loads back as an SR module that upsamples."""
     batch = {"video": sr_stream()}
@@ -185,34 +188,32 @@ def test_sr_resume_and_ema_continue_the_same_run(tok, tmp_path):
 
     loaded = WALTModule.load_from_checkpoint(ckpt, backbone=tiny_sr_backbone(),
                                              diffusion=GaussianDiffusion())
-    assert loaded.is_super_resolution and loaded.default_noise_level == 0.15
+    assert loaded.is_super_resolution and loaded.sampling.noise_level == 0.15
     z_lr = _lowres(loaded)
     assert _sample(loaded, z_lr).shape == (2, 8, 3, 4, 4)
 
 
-def test_sr_errors_name_the_argument(tok):
+def test_super_resolution_errors_name_the_argument(tok):
     module = tiny_sr_module(tok)
     z_lr = _lowres(module)
     with pytest.raises(ValueError, match="needs lowres_latents"):
-        module.generate(labels=LABELS, num_inference_steps=1)
+        module.generate(stream=sampling_stream(labels=LABELS))
     with pytest.raises(ValueError, match=r"lowres_latents must be \(2, 8, 3, 2, 2\)"):
         _sample(module, z_lr[..., :1])
     with pytest.raises(ValueError, match="noise_level must be in"):
-        _sample(module, z_lr, noise_level=2.0)
+        _sample(module, z_lr, sampling={"noise_level": 2.0})
     base = tiny_module(tok)
     with pytest.raises(ValueError, match="not a super-resolution stage"):
-        base.generate(labels=LABELS, lowres_latents=z_lr, num_inference_steps=1)
-    with pytest.raises(ValueError, match="not a super-resolution stage"):
-        base.generate(labels=LABELS, noise_level=0.1, num_inference_steps=1)
-    assert not base.is_super_resolution and base.default_noise_level == 0.0
+        base.generate(stream=sampling_stream(labels=LABELS), lowres_latents=z_lr)
+    assert not base.is_super_resolution
     with pytest.raises(ValueError, match="lowres_channels=8"):
         tiny_module(tok, super_resolution=SuperResolutionConfig())
     with pytest.raises(ValueError, match="super_resolution=None"):
         tiny_module(tok, backbone=tiny_sr_backbone())
     with pytest.raises(ValueError, match="lowres_upsample"):
         tiny_sr_backbone(lowres_upsample="cubic")
-    with pytest.raises(ValueError, match="t_max"):
-        SuperResolutionConfig(t_max=-0.1)
+    with pytest.raises(ValueError, match="max_noise_level"):
+        SuperResolutionConfig(max_noise_level=-0.1)
 
 
 def test_unets_cannot_be_sr_stages(tok):
@@ -236,12 +237,13 @@ def test_sample_logger_shows_lowres_output_and_truth(tok, tmp_path, monkeypatch)
     module = tiny_sr_module(tok)
     batch = {"video": sr_stream(3)}
     trainer = _trainer(tmp_path, 2, callbacks=[SampleLogger(every_n_steps=2, num_samples=2,
-                                                             num_inference_steps=2)])
+                                                             sampling={"num_inference_steps": 2})])
     trainer.fit(module, repeat_loader(batch, 2))
     (videos,) = shown
-    assert videos.shape == (2, 3, FRAMES, SR_SIZE, 3 * SR_SIZE)  # low-res | SR | truth
+    # low-res | bicubic | SR | truth
+    assert videos.shape == (2, 3, FRAMES, SR_SIZE, 4 * SR_SIZE)
     truth = module.codec.decode(module.codec.encode(batch["video"]["pixels"][:2]))
-    torch.testing.assert_close(videos[..., 2 * SR_SIZE:], truth)
+    torch.testing.assert_close(videos[..., 3 * SR_SIZE:], truth)
     small = module.codec.decode(module.codec.encode(downsample_pixels(batch["video"]["pixels"][:2])))
     big = F.interpolate(rearrange(small, "b c t h w -> (b t) c h w"), scale_factor=2)
     torch.testing.assert_close(videos[..., :SR_SIZE],
@@ -260,6 +262,6 @@ def test_clip_stream_is_not_an_sr_batch(tok):
 
 
 def test_predict_upsamples_the_batch_clips(tok):
-    module = tiny_sr_module(tok, num_inference_steps=1)
+    module = tiny_sr_module(tok, sampling=SamplingConfig(num_inference_steps=1))
     out = module.predict_step({"video": sr_stream()}, 0)
     assert out["video"]["pixels"].shape == (2, 3, FRAMES, SR_SIZE, SR_SIZE)

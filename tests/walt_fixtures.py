@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from models import WindowedDiT
 from tokenizer import CausalVAE, save_tokenizer
 from walt.diffusion import GaussianDiffusion
-from walt.lightning import ConditionConfig, WALTModule
+from walt.lightning import ConditionConfig, SamplingConfig, WALTModule
 
 FRAMES, SIZE = 9, 16  # latent (3, 2, 2) with the 4x/8x tokenizer
 NUM_CLASSES = 3
@@ -43,7 +43,7 @@ def tiny_module(tokenizer: Path, **overrides) -> WALTModule:
         size=SIZE,
         ema_decay=0.9,
         conditioning=ConditionConfig(),
-        num_inference_steps=4,
+        sampling=SamplingConfig(num_inference_steps=4),
         optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3, fused=True),
     )
     return WALTModule(**{**kw, **overrides})

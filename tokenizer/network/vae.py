@@ -7,6 +7,7 @@ video that starts with it (W.A.L.T Sec. 3.1).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -171,8 +172,11 @@ class CausalVAE(nn.Module):
         c = self.latent_channels
         if len(mean) != c or len(std) != c:
             raise ValueError(f"latent stats need {c} values each, got {len(mean)} and {len(std)}")
-        if any(s <= 0 for s in std):
-            raise ValueError(f"latent_std must be positive, got {std}")
+        # `not s > 0` (not `s <= 0`) also refuses NaN, which compares false both ways.
+        if not all(math.isfinite(s) and s > 0 for s in std):
+            raise ValueError(f"latent_std must be finite and positive, got {std}")
+        if not all(math.isfinite(m) for m in mean):
+            raise ValueError(f"latent_mean must be finite, got {mean}")
         self.config["latent_mean"] = [float(v) for v in mean]
         self.config["latent_std"] = [float(v) for v in std]
 

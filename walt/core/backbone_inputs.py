@@ -226,7 +226,7 @@ def _training_mask(
     if not training or cfg.p_interpolate <= 0:
         return prefix
     keys = sample_interpolation_mask(
-        shape, p_interpolate=cfg.p_interpolate, every_choices=cfg.interpolate_every,
+        shape, p_interpolate=cfg.p_interpolate, interpolate_every=cfg.interpolate_every,
         generator=generator,
     )
     has_prefix = prefix.flatten(1).amax(dim=1).bool()

@@ -16,9 +16,8 @@ from torch import Tensor, nn
 
 from walt.core.backbone_inputs import BackboneInputs, ConditionConfig, build_conditions
 from walt.core.latents import LatentCodec
-from walt.diffusion import GaussianDiffusion
 from walt.diffusion.frame_masks import keep_known
-from walt.samplers import ClassifierFreeGuidance, make_sampler, sample
+from walt.samplers import ClassifierFreeGuidance, Sampler, sample
 
 
 def sampling_stream(
@@ -43,7 +42,6 @@ def sampling_stream(
 
 def generate_latents(
     net: nn.Module,
-    diffusion: GaussianDiffusion,
     codec: LatentCodec,
     *,
     stream: Mapping[str, Any],
@@ -54,9 +52,7 @@ def generate_latents(
     size: tuple[int, int],
     cond_latents: Tensor | None,
     cond_mask: Tensor | None,
-    sampler: str,
-    sampler_options: Mapping[str, Any],
-    num_inference_steps: int,
+    sampler: Sampler,
     guidance: ClassifierFreeGuidance | None,
     generator: torch.Generator | None,
     progress: bool,
@@ -72,7 +68,7 @@ def generate_latents(
         cond_latents: (B, c, t, h, w) normalized latents whose known frames condition the clip
             (image to video, prediction, extension, interpolation); the rest may be anything.
         cond_mask: (B, t) latent-frame mask: 1 where ``cond_latents`` is known.
-        sampler, sampler_options: the registered sampler's name and its own options.
+        sampler: the sampler, with its number of steps (``SamplingConfig.make_sampler``).
         guidance: classifier-free guidance (scales, schedule, rescale); ``None`` for none.
     """
     device = next(net.parameters()).device
@@ -103,9 +99,7 @@ def generate_latents(
 
     z = sample(
         denoiser,
-        make_sampler(
-            sampler, diffusion, num_inference_steps=num_inference_steps, **sampler_options
-        ),
+        sampler,
         shape,
         guidance=guidance,
         generator=generator,
@@ -116,6 +110,17 @@ def generate_latents(
     if cond_latents is not None:
         z = keep_known(z, z_c, cond_mask)  # the given frames exactly; the sampler fills the rest
     return z
+
+
+def check_finite(x: Tensor, *, what: str) -> Tensor:
+    """``x`` if every value is finite, else a clear error (before anything is written)."""
+    if not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+        raise FloatingPointError(
+            f"generation produced non-finite {what} (NaN or inf) for clip(s) {bad} of the batch; "
+            "nothing was written for them. Check the sampling options and the tokenizer's "
+            "latent statistics (latent_mean, latent_std)")
+    return x
 
 
 def _batch_size(*candidates: Tensor | int | None) -> int:

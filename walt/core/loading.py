@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from common.registry import build, resolve
 from walt.core.backbone_inputs import ConditionConfig
 from walt.core.hparams import BUILT, checked_hparams, read_config, with_linked_backbone_args
+from walt.core.sampling import SamplingConfig
 from walt.core.super_resolution import SuperResolutionConfig
 
 
@@ -74,6 +75,8 @@ def module_from_hparams(saved: Mapping[str, Any], path: str | Path, overrides: d
         hparams["conditioning"] = ConditionConfig(**hparams["conditioning"])
     if isinstance(hparams.get("super_resolution"), Mapping):
         hparams["super_resolution"] = SuperResolutionConfig(**hparams["super_resolution"])
+    if isinstance(hparams.get("sampling"), Mapping):
+        hparams["sampling"] = SamplingConfig(**hparams["sampling"])
     # Resolved through the registry at call time, so that module.py may import this file.
     module_cls = resolve("module", "WALTModule")
     params = inspect.signature(module_cls.__init__).parameters

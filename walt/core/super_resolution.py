@@ -6,14 +6,16 @@ normalization), which the backbone upsamples 2x and concatenates on channels
 (``models.lowres``).
 
 **Noise-conditioning augmentation** (Ho et al. 2022, "Cascaded Diffusion Models", Sec. 4.2;
-Imagen Video): the low-res latent is noised with the diffusion's own forward process to a level
-``t_sr ~ U(0, t_max)`` in training, and the level ``t_sr / num_train_timesteps`` is one more AdaLN
-scalar condition (``noise_level``, after ``fps``; x1000 in AdaLN, the timesteps' scale). At sampling the level is fixed, so the stage
-does not trust the base stage's artefacts more than it learned to. The paper gives no ``t_max``;
+Imagen Video): the low-res latent is noised with the diffusion's own forward process to a noise
+level (a fraction of ``num_train_timesteps``) drawn from ``U(0, max_noise_level)`` in training, and
+that level is one more AdaLN scalar condition (``noise_level``, after ``fps``; x1000 in AdaLN, the
+timesteps' scale). At sampling the level is fixed (``SamplingConfig.noise_level``), so the stage
+does not trust the base stage's artefacts more than it learned to. The paper gives no maximum;
 on our zero-terminal-SNR linear schedule (1000 steps) the SNR ``abar / (1 - abar)`` is 32 at
-timestep 50, 3.6 at 150, 1.9 at 200, 1.08 at 250 and 0.64 at 300. We train on ``t_max = 0.25``
-(timesteps 0..250, down to SNR ~1, noise as strong as the signal) and sample at
-``noise_level = 0.15`` (timestep 150, SNR 3.6, inside the SNR 3 to 5 Imagen Video samples at).
+timestep 50, 3.6 at 150, 1.9 at 200, 1.08 at 250 and 0.64 at 300. We train on
+``max_noise_level = 0.25`` (timesteps 0..250, down to SNR ~1, noise as strong as the signal) and
+sample at ``noise_level = 0.15`` (timestep 150, SNR 3.6, inside the SNR 3 to 5 Imagen Video
+samples at).
 
 Training pairs come from the same high-res clip: its pixels downsampled 2x with antialiasing and
 encoded by the frozen tokenizer (on the fly), or precomputed ``lowres_latents`` in the latent
@@ -43,33 +45,34 @@ SCALAR_NAME = "noise_level"  # its AdaLN scalar condition (see ConditionConfig.s
 class SuperResolutionConfig:
     """A super-resolution stage's low-res input (see the module docstring for the choices).
 
+    The sampling level is ``SamplingConfig.noise_level``.
+
     Args:
-        t_max: largest training noise level, as a fraction of ``num_train_timesteps``
-            (``t_sr ~ U(0, t_max)``); 0.25 reaches SNR ~1 on the default schedule.
-        noise_level: default sampling level (0.15: timestep 150, SNR 3.6, Imagen Video's 3 to 5);
-            also the fixed level of validation losses.
+        max_noise_level: largest training noise level, a fraction of ``num_train_timesteps``
+            (levels drawn from ``U(0, max_noise_level)``); 0.25 reaches SNR ~1 on the default
+            schedule.
         downsample: antialiased 2x pixel downsampling that makes low-res training clips on the
             fly (``"bilinear"`` or ``"area"``).
     """
 
-    t_max: float = 0.25
-    noise_level: float = 0.15
+    max_noise_level: float = 0.25
     downsample: Downsample = "bilinear"
 
     def __post_init__(self) -> None:
-        for name in ("t_max", "noise_level"):
-            check_level(getattr(self, name), name=name)
+        check_level(self.max_noise_level, name="max_noise_level")
         if self.downsample not in ("bilinear", "area"):
             raise ValueError(f"downsample must be 'bilinear' or 'area', got {self.downsample!r}")
 
     def sample_levels(self, batch: int, *, generator: torch.Generator | None) -> Tensor:
-        """Training levels ``(B,)`` drawn from ``U(0, t_max)``."""
-        return torch.rand(batch, generator=generator) * self.t_max
+        """Training levels ``(B,)`` drawn from ``U(0, max_noise_level)``."""
+        return torch.rand(batch, generator=generator) * self.max_noise_level
 
 
-def check_level(level: float, *, name: str = "noise_level") -> None:
-    if not 0.0 <= float(level) <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1] (a fraction of num_train_timesteps), got {level}")
+def check_level(level: float, *, name: str) -> None:
+    """The one check of a noise level: a finite fraction of ``num_train_timesteps``."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= level <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1] (a fraction of num_train_timesteps), "
+                         f"got {level!r}")
 
 
 def level_timesteps(levels: Tensor, diffusion: GaussianDiffusion) -> Tensor:
@@ -162,11 +165,12 @@ def training_lowres(
     sr: SuperResolutionConfig,
     codec,
     diffusion: GaussianDiffusion,
-    training: bool,
+    noise_level: float | None,
     generator: torch.Generator,
 ) -> dict[str, Any]:
-    """A training / validation stream plus its noised low-res latent and level: training draws
-    the level from ``U(0, t_max)``, evaluation uses the default level.
+    """A training / validation stream plus its noised low-res latent and level: training
+    (``noise_level=None``) draws the level from ``U(0, max_noise_level)``, evaluation uses the
+    fixed ``noise_level``.
 
     Args:
         z0: ``(B, c, t, h, w)`` the stream's normalized high-res latents.
@@ -174,7 +178,8 @@ def training_lowres(
     z_lr = batch_lowres_latents(codec, stream, mode=sr.downsample)  # (B, c, t, h/2, w/2)
     check_lowres_shape(z_lr, z0.shape)
     b = z0.shape[0]
-    levels = sr.sample_levels(b, generator=generator) if training else torch.full((b,), sr.noise_level)
+    levels = (sr.sample_levels(b, generator=generator) if noise_level is None
+              else torch.full((b,), float(noise_level)))
     return lowres_condition(stream, z_lr, levels=levels, diffusion=diffusion, generator=generator)
 
 
@@ -183,7 +188,7 @@ def sampling_lowres(
     lowres_latents: Tensor | None,
     *,
     sr: SuperResolutionConfig | None,
-    noise_level: float | None,
+    noise_level: float,
     codec,
     diffusion: GaussianDiffusion,
     num_frames: int,
@@ -191,15 +196,14 @@ def sampling_lowres(
     generator: torch.Generator | None,
     device: torch.device,
 ) -> dict[str, Any]:
-    """The sampling stream plus the checked ``lowres_latents`` noised to ``noise_level``
-    (``None``: the stage's default), for clips of ``num_frames`` x ``size`` high-res pixels."""
+    """The sampling stream plus the checked ``lowres_latents`` noised to ``noise_level`` (checked
+    by ``SamplingConfig``), for clips of ``num_frames`` x ``size`` high-res pixels."""
     if sr is None:
-        raise ValueError("lowres_latents / noise_level given but this module is not a "
-                         "super-resolution stage (super_resolution=None)")
+        raise ValueError("lowres_latents given but this module is not a super-resolution stage "
+                         "(super_resolution=None)")
     if lowres_latents is None:
         raise ValueError("a super-resolution module needs lowres_latents (B, c, t, h/2, w/2)")
-    level = sr.noise_level if noise_level is None else float(noise_level)
-    check_level(level)
+    level = float(noise_level)
     b = lowres_latents.shape[0]
     highres = (b, codec.latent_channels, *codec.latent_shape(num_frames, size))
     check_lowres_shape(lowres_latents, highres)

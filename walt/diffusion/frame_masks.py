@@ -128,11 +128,11 @@ def sample_interpolation_mask(
     shape: Sequence[int],
     *,
     p_interpolate: float,
-    every_choices: Sequence[int] = (2, 3),
+    interpolate_every: Sequence[int] = (2, 3),
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Random interpolation masks: with probability ``p_interpolate`` a sample knows its keyframes
-    (:func:`keyframe_indices`, spacing uniform over ``every_choices``), else nothing.
+    (:func:`keyframe_indices`, spacing uniform over ``interpolate_every``), else nothing.
 
     Spacings that would leave no frame to generate (``t <= 2``, or ``k = 1``) give no condition.
 
@@ -141,11 +141,11 @@ def sample_interpolation_mask(
     """
     b, _, t, _, _ = _check_shape(shape)
     gen_device = generator.device if generator is not None else None
-    use, pick = _draw_choices(b, p_interpolate, every_choices, generator, gen_device,
-                              names=("p_interpolate", "every_choices"))
+    use, pick = _draw_choices(b, p_interpolate, interpolate_every, generator, gen_device,
+                              names=("p_interpolate", "interpolate_every"))
     rows = []
     for i in range(b):
-        keys = keyframe_indices(t, int(every_choices[int(pick[i])]))
+        keys = keyframe_indices(t, int(interpolate_every[int(pick[i])]))
         row = torch.zeros(t)
         if bool(use[i]) and len(keys) < t:
             row[keys] = 1.0

@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     upscale.add_argument("--batch-size", type=_positive, default=8)
     upscale.add_argument(
         "--noise-level", type=float, default=None,
-        help="noise-conditioning level in [0, 1] (default: the stage's default_noise_level)",
+        help="noise-conditioning level in [0, 1] (default: the stage's own)",
     )
     upscale.add_argument("--num-inference-steps", type=_positive, default=None)
     upscale.add_argument("--sheet", default=None, help="contact sheet PNG: low-res|bicubic|SR|GT")
@@ -280,13 +280,16 @@ def run_sr(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
     from walt.core.loading import load_walt_checkpoint
     from walt.evaluate.super_resolution import evaluate_super_resolution, mean_gain
 
-    overrides = {"sampler": "ddim", "sampler_options": {"eta": 0.0}}
-    if args.num_inference_steps is not None:
-        overrides["num_inference_steps"] = args.num_inference_steps
-    module = load_walt_checkpoint(args.checkpoint, map_location=args.device, **overrides).eval()
+    module = load_walt_checkpoint(args.checkpoint, map_location=args.device).eval()
+    # Deterministic DDIM, so the score does not depend on the sampler the stage was trained with.
+    changes = {"sampler": "ddim", "sampler_options": {"eta": 0.0}}
+    for name in ("num_inference_steps", "noise_level"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    module.sampling = module.checked_sampling(module.sampling.override(changes))
     result = evaluate_super_resolution(
         module, args.reference, num_clips=args.num_clips, batch_size=args.batch_size,
-        noise_level=args.noise_level, seed=args.seed, sheet=args.sheet,
+        seed=args.seed, sheet=args.sheet,
     )
     return result, [
         *((name, f"{result[key]['mean']:.4f} ± {result[key]['std']:.4f} over clips")

@@ -22,18 +22,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from tqdm.auto import tqdm
 
 from data.decode import ShortClipError
 from data.transforms import frames_to_pixels
 from tokenizer.metrics import psnr, ssim
 from walt.core.generation import sampling_stream
+from walt.core.sr_comparison import bicubic_upsample, comparison_sheet
 from walt.core.super_resolution import downsample_pixels
 from walt.evaluate.inputs import iter_media, read_clip
-from walt.media import contact_sheet
-from walt.pipelines.cascade import bicubic_upsample
+
+SHEET_CLIPS = 4  # clips shown on the contact sheet
 
 
 def reference_clips(
@@ -65,7 +64,6 @@ def evaluate_super_resolution(
     *,
     num_clips: int = 32,
     batch_size: int = 8,
-    noise_level: float | None = None,
     labels: list[int] | None = None,
     seed: int = 0,
     sheet: str | Path | None = None,
@@ -75,22 +73,21 @@ def evaluate_super_resolution(
 
     Args:
         module: an SR ``WALTModule`` (``module.is_super_resolution``) in eval mode; its
-            ``num_frames`` and ``size`` (the high resolution) set the clips.
+            ``num_frames`` and ``size`` (the high resolution) set the clips, its ``sampling``
+            how they are sampled (the noise-conditioning ``noise_level`` included).
         reference: ground-truth videos (folder or shards) at or above the module's size.
         num_clips: clips scored (the first ones long enough).
-        noise_level: the noise-conditioning level (default: the module's).
         labels: class labels for a class-conditional stage (default: the null label).
         sheet: write the contact sheet of the first clips there.
     """
     if not getattr(module, "is_super_resolution", False):
         raise ValueError("module is not a super-resolution stage (train one with configs/sr/)")
     size = tuple(module.size) if not isinstance(module.size, int) else (module.size,) * 2
-    level = module.default_noise_level if noise_level is None else float(noise_level)
     gt = reference_clips(reference, num_clips=num_clips, num_frames=module.num_frames,
                             size=size, seed=seed)
     generator = torch.Generator(device=module.device).manual_seed(seed)
     rows: list[dict[str, Any]] = []
-    shown: list[torch.Tensor] = []
+    shown: dict[str, list[torch.Tensor]] = {"lowres": [], "sr": [], "truth": []}
     for first in tqdm(range(0, len(gt), batch_size), desc="super-resolution", disable=not progress):
         truth = gt[first:first + batch_size].to(module.device)  # (B, 3, T, H, W)
         b = truth.shape[0]
@@ -100,27 +97,26 @@ def evaluate_super_resolution(
         bicubic = bicubic_upsample(base, 2)
         stream = sampling_stream(labels=_batch_labels(module, labels, first, b))
         sr = module.generate(stream=stream, num_samples=b, num_frames=module.num_frames,
-                             size=size, lowres_latents=z_lr, noise_level=level,
-                             generator=generator, progress=False).float()
+                             size=size, lowres_latents=z_lr, generator=generator,
+                             progress=False).float()
         scores = {name: (psnr(x, truth), ssim(x, truth)) for name, x in
                   (("sr", sr), ("bicubic", bicubic))}
         for i in range(b):
             rows.append({"clip": first + i, **{f"{name}_{metric}": float(value[k][i])
                          for name, value in scores.items()
                          for k, metric in enumerate(("psnr", "ssim"))}})
-        if len(shown) < 4:
-            nearest = F.interpolate(rearrange(base, "b c t h w -> (b t) c h w"), scale_factor=2,
-                                    mode="nearest")
-            nearest = rearrange(nearest, "(b t) c h w -> b c t h w", b=b)
-            shown.extend(torch.stack([nearest, bicubic, sr, truth], dim=1).cpu())
+        if len(shown["sr"]) < SHEET_CLIPS:
+            for key, x in (("lowres", base), ("sr", sr), ("truth", truth)):
+                shown[key].extend(x.cpu())
     summary = {key: {"mean": float(np.mean(values)), "std": float(np.std(values))}
                for key in rows[0] if key != "clip"
                for values in ([row[key] for row in rows],)}
     if sheet is not None:
-        grid = torch.cat(shown[:4])  # rows: low-res, bicubic, SR, ground truth per clip
-        names = ["low-res", "bicubic x2", "SR", "ground truth"] * (len(grid) // 4)
-        contact_sheet(grid, sheet, labels=names, scale=2 if size[0] < 128 else 1)
-    return {"noise_level": level, "num_clips": len(rows), **summary, "clips": rows}
+        kept = {key: torch.stack(x[:SHEET_CLIPS]) for key, x in shown.items()}
+        comparison_sheet(kept["lowres"], kept["sr"], sheet, truth=kept["truth"],
+                         max_clips=SHEET_CLIPS)
+    return {"noise_level": module.sampling.noise_level, "num_clips": len(rows), **summary,
+            "clips": rows}
 
 
 def _batch_labels(module: Any, labels: list[int] | None, first: int, b: int) -> torch.Tensor | None:

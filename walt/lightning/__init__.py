@@ -3,6 +3,7 @@
 
 from common.lr import WarmupCosineLR
 from walt.core.backbone_inputs import ConditionConfig
+from walt.core.sampling import SamplingConfig
 from walt.core.super_resolution import SuperResolutionConfig
 from walt.lightning.callbacks import SampleLogger
 from walt.lightning.inflation import InflateFrom2D
@@ -14,6 +15,7 @@ __all__ = [
     "GenerationQuality",
     "InflateFrom2D",
     "SampleLogger",
+    "SamplingConfig",
     "SuperResolutionConfig",
     "WALTModule",
     "WarmupCosineLR",

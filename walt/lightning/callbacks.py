@@ -8,15 +8,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from common.media_log import log_media
+from walt.core.generation import sampling_stream
+from walt.core.sr_comparison import comparison_panels
 from walt.core.super_resolution import batch_lowres_latents
 from walt.media import write_samples
+
+# Sampling of a training round, over the module's SamplingConfig: fewer steps than the paper's 50
+# keep rounds cheap.
+PREVIEW_SAMPLING = {"num_inference_steps": 25}
+
+
+def preview_sampling(pl_module: LightningModule, changes: Mapping[str, Any] | None) -> Any:
+    """The module's ``SamplingConfig`` with a callback's ``sampling`` fields replaced."""
+    return pl_module.checked_sampling(pl_module.sampling.override(changes))
 
 
 class SampleLogger(Callback):
@@ -27,15 +36,14 @@ class SampleLogger(Callback):
     (``common.media_log``: the mp4s and the sheet to wandb, the sheet to TensorBoard).
 
     A super-resolution module (``module.is_super_resolution``) upsamples the low-res version of
-    the step's training clips instead, and each file shows **low-res | SR output | ground
-    truth** side by side (the low-res clip decoded and upsampled to full size for display).
+    the step's training clips instead, and each file shows the SR comparison side by side
+    (``walt.core.sr_comparison``: low-res | bicubic | SR output | ground truth).
 
     Args:
         every_n_steps: sampling period in optimizer steps (0 disables).
         num_samples: clips per round; class-conditional models cycle through the labels.
-        num_inference_steps: sampler steps (fewer than the paper's 50 keeps rounds cheap during
-            training).
-        guidance_scale: classifier-free guidance scale; None uses the module's default.
+        sampling: fields of the module's ``SamplingConfig`` to change for the rounds, over
+            ``{"num_inference_steps": 25}`` (fewer steps than the paper's 50 keep rounds cheap).
         fps: frame rate of the clips: the fps condition of fps-conditioned models, and the
             files' rate.
         seed: sampling seed, fixed so rounds are comparable across steps.
@@ -46,15 +54,14 @@ class SampleLogger(Callback):
         *,
         every_n_steps: int = 1000,
         num_samples: int = 4,
-        num_inference_steps: int = 25,
-        guidance_scale: float | None = None,
+        sampling: dict[str, Any] | None = None,
         fps: float = 8.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
         self.every_n_steps, self.num_samples = every_n_steps, num_samples
-        self.num_inference_steps = num_inference_steps
-        self.guidance_scale, self.fps, self.seed = guidance_scale, fps, seed
+        self.sampling = {**PREVIEW_SAMPLING, **(sampling or {})}
+        self.fps, self.seed = fps, seed
         self._last_step = -1
 
     def on_train_batch_end(
@@ -77,15 +84,15 @@ class SampleLogger(Callback):
         was_training = pl_module.training
         pl_module.eval()
         kw = dict(
-            fps=self.fps,  # the clip rate of fps-conditioned models, and of the files
-            num_inference_steps=self.num_inference_steps,
-            guidance_scale=self.guidance_scale,
+            sampling=preview_sampling(pl_module, self.sampling),
             generator=torch.Generator(device=pl_module.device).manual_seed(self.seed),
         )
         if sr:
             videos = _sr_panels(pl_module, batch, self.num_samples, **kw)
         else:
-            videos = pl_module.generate(labels=labels, num_samples=self.num_samples, **kw)
+            # self.fps: the clip rate of fps-conditioned models, and of the files
+            stream = sampling_stream(labels=labels, fps=self.fps)
+            videos = pl_module.generate(stream=stream, num_samples=self.num_samples, **kw)
         videos = videos.float().cpu()
         pl_module.train(was_training)
         out = Path(trainer.log_dir or trainer.default_root_dir) / "samples" / f"step_{step:07d}"
@@ -100,8 +107,8 @@ class SampleLogger(Callback):
 def _sr_panels(
     pl_module: LightningModule, batch: Mapping[str, Mapping[str, Any]] | None, n: int, **kw
 ) -> torch.Tensor:
-    """low-res | SR output | ground truth, ``(B, C, T, H, 3W)``, for the first ``n`` clips of the
-    batch's first stream (the labels, text and fps of those clips condition the output)."""
+    """The SR comparison panels side by side, ``(B, C, T, H, 4W)``, for the first ``n`` clips of
+    the batch's first stream (the labels, text and fps of those clips condition the output)."""
     if not batch:
         raise ValueError("a super-resolution SampleLogger needs the training batch")
     name, stream = next(iter(batch.items()))
@@ -110,12 +117,10 @@ def _sr_panels(
     truth = codec.decode(codec.latents(stream))  # (B, C, T, H, W), what the tokenizer can give
     lowres = batch_lowres_latents(codec, stream, mode=pl_module.super_resolution.downsample)
     t, (h, w) = truth.shape[2], truth.shape[3:]
-    kw.pop("fps")  # the stream's own clip rates condition fps-conditioned models
+    # the stream's own clip rates condition fps-conditioned models
     out = pl_module.generate(stream=stream, num_frames=t, size=(h, w), lowres_latents=lowres, **kw)
-    small = rearrange(codec.decode(lowres), "b c t h w -> (b t) c h w")
-    shown = F.interpolate(small.float(), size=(h, w), mode="nearest")  # full size, for display
-    shown = rearrange(shown, "(b t) c h w -> b c t h w", t=t)
-    return torch.cat([shown, out.float(), truth.float()], dim=-1)  # (B, C, T, H, 3W)
+    panels, _ = comparison_panels(codec.decode(lowres), out, truth)  # (B, 4, C, T, H, W)
+    return torch.cat(panels.unbind(1), dim=-1)  # (B, C, T, H, 4W)
 
 
 def _head(stream: Mapping[str, Any], n: int) -> dict[str, Any]:

@@ -28,9 +28,10 @@ from walt.core.backbone_inputs import (
     Conditions,
     build_conditions,
 )
-from walt.core.generation import generate_latents, known_latents, sampling_stream
+from walt.core.generation import generate_latents, known_latents
 from walt.core.latents import make_codec
 from walt.core.loading import load_walt_checkpoint
+from walt.core.sampling import SamplingConfig
 from walt.core.super_resolution import (
     SuperResolutionConfig,
     batch_lowres_latents,
@@ -41,7 +42,6 @@ from walt.core.super_resolution import (
 from walt.diffusion import GaussianDiffusion
 from walt.lightning.clipping import clip_gradients
 from walt.lightning.sharding import grad_total_norm, is_sharded_state, shard_module
-from walt.samplers import ClassifierFreeGuidance, GuidanceSchedule, SamplerName, make_sampler
 from walt.text_encoder import TextEncoder
 
 
@@ -72,17 +72,9 @@ class WALTModule(LightningModule):
             ``common.ema``); updated right after each optimizer step.
         conditioning: self-conditioning, frame-conditioning and dropout probabilities.
         image_loss_weight: weight of the image stream's loss in joint training.
-        sampler: default sampler for ``generate``.
-        num_inference_steps: default number of sampling steps (50 DDIM steps in the paper).
-        guidance_scale: default classifier-free guidance scale (1 = no guidance).
-        guidance_schedule: how the scale ramps over sampling (``"constant"``, ``"linear"``,
-            ``"cosine"``), from ``guidance_min_scale`` up to ``guidance_scale``.
-        guidance_min_scale: start of a non-constant guidance schedule.
-        guidance_rescale: guidance rescale ``phi`` in [0, 1] (Lin et al. 2023, Sec. 3.4).
-        frame_guidance_scale: separate guidance scale over the frame condition ``c_fp``
-            (W.A.L.T's autoregressive guidance; 1 = off).
-        sampler_options: the sampler's own options (``eta``, ``variance``,
-            ``timestep_spacing``, ``clip_x0``, ...; see ``walt.samplers``).
+        sampling: how ``generate`` samples by default: sampler and its options, steps, every
+            ``guidance_*`` option and a super-resolution stage's ``noise_level``
+            (``walt.core.sampling.SamplingConfig``; W.A.L.T: 50 DDIM steps).
         max_nonfinite_steps: consecutive steps with a non-finite loss or gradient tolerated (each
             skipped, counted in ``train/nonfinite_steps``) before training stops with an error.
         seed: base of the per-step random generator (noise, timesteps, dropout, masks). Each
@@ -110,14 +102,7 @@ class WALTModule(LightningModule):
         ema_decay: float = 0.9999,
         conditioning: ConditionConfig | None = None,
         image_loss_weight: float = 1.0,
-        sampler: SamplerName = "ddim",
-        num_inference_steps: int = 50,
-        guidance_scale: float = 1.0,
-        guidance_schedule: GuidanceSchedule = "constant",
-        guidance_min_scale: float = 1.0,
-        guidance_rescale: float = 0.0,
-        frame_guidance_scale: float = 1.0,
-        sampler_options: dict[str, Any] | None = None,
+        sampling: SamplingConfig | None = None,
         max_nonfinite_steps: int = 20,
         seed: int = 0,
         super_resolution: SuperResolutionConfig | None = None,
@@ -143,19 +128,8 @@ class WALTModule(LightningModule):
         check_super_resolution(self.inputs, super_resolution, latent_channels=latent_channels)
         self.num_frames, self.size = num_frames, (size, size) if isinstance(size, int) else tuple(size)
         self.codec.check_frames(num_frames, self.size)
-        self.image_loss_weight = image_loss_weight
-        self.sampler_name, self.num_inference_steps = sampler, num_inference_steps
-        self.guidance_scale, self.seed = guidance_scale, seed
-        self.guidance_options = dict(
-            guidance_schedule=guidance_schedule,
-            guidance_min_scale=guidance_min_scale,
-            guidance_rescale=guidance_rescale,
-            frame_guidance_scale=frame_guidance_scale,
-        )
-        self.sampler_options = dict(sampler_options or {})
-        # Build both once so that a bad option fails here, naming it, not after training.
-        ClassifierFreeGuidance(guidance_scale=guidance_scale, **self.guidance_options)
-        make_sampler(sampler, diffusion, num_inference_steps=1, **self.sampler_options)
+        self.image_loss_weight, self.seed = image_loss_weight, seed
+        self.sampling = self.checked_sampling(sampling or SamplingConfig())
         self.nonfinite = NonFiniteGuard(max_steps=max_nonfinite_steps)
         self._loss_finite, self._step_ok = True, False
         self._step_t0: float | None = None
@@ -211,10 +185,11 @@ class WALTModule(LightningModule):
         """Whether this module is a super-resolution stage (takes ``lowres_latents``)."""
         return self.super_resolution is not None
 
-    @property
-    def default_noise_level(self) -> float:
-        """The sampling noise level of the low-res input (0 for a non-SR module)."""
-        return self.super_resolution.noise_level if self.super_resolution is not None else 0.0
+    def checked_sampling(self, sampling: SamplingConfig) -> SamplingConfig:
+        """``sampling``, once its sampler has been built on this module's diffusion, so that a
+        bad option value fails when it is given, naming it, not after training."""
+        sampling.make_sampler(self.diffusion)
+        return sampling
 
     def _with_lowres(
         self, stream: Mapping[str, Any], z0: Tensor, *, training: bool,
@@ -224,7 +199,7 @@ class WALTModule(LightningModule):
             return stream
         return training_lowres(
             stream, z0, sr=self.super_resolution, codec=self.codec, diffusion=self.diffusion,
-            training=training, generator=generator,
+            noise_level=None if training else self.sampling.noise_level, generator=generator,
         )
 
     def _with_text(self, stream: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -351,8 +326,8 @@ class WALTModule(LightningModule):
                 if self.super_resolution is not None else None
             )
             pixels = self.generate(
-                lowres_latents=lowres,
                 stream=stream,
+                lowres_latents=lowres,
                 num_samples=b,
                 num_frames=1 if name == "image" else self.num_frames,
                 generator=torch.Generator(device=self.device).manual_seed(self.seed + batch_idx),
@@ -365,66 +340,53 @@ class WALTModule(LightningModule):
     def generate(
         self,
         *,
-        labels: Tensor | None = None,
-        text_emb: Tensor | None = None,
-        text_mask: Tensor | None = None,
-        fps: float | Tensor | None = None,
         stream: Mapping[str, Any] | None = None,
+        sampling: SamplingConfig | None = None,
         num_samples: int | None = None,
         num_frames: int | None = None,
         size: tuple[int, int] | None = None,
         cond_pixels: Tensor | None = None,
         cond_latents: Tensor | None = None,
         cond_mask: Tensor | None = None,
-        sampler: str | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        frame_guidance_scale: float | None = None,
+        lowres_latents: Tensor | None = None,
         generator: torch.Generator | None = None,
         use_ema: bool = True,
         progress: bool = False,
         decode: bool = True,
-        lowres_latents: Tensor | None = None,
-        noise_level: float | None = None,
     ) -> Tensor:
         """Sample clips: pixels ``(B, C, T, H, W)`` in [-1, 1] (normalized latents if not
         ``decode``).
 
-        Conditions come as ``labels`` (-1 = null label), ``text_emb``/``text_mask`` and ``fps``
-        (required by fps-conditioned models), or as a batch ``stream`` with those keys.
-        Known frames condition the clip through W.A.L.T's c_fp = concat(m*z, m) (image to video,
-        prediction, extension, interpolation): ``cond_pixels`` (B, C, T', H, W) are encoded and,
-        when shorter than the clip, fill its leading latent frames (one image = 1 latent frame);
-        or ``cond_latents`` (B, c, t, h, w) are given directly. ``cond_mask`` (B, t) marks the
-        known latent frames (default: those ``cond_pixels`` covers, when shorter than the clip).
-
-        A super-resolution stage needs ``lowres_latents`` (B, c, t, h/2, w/2): the normalized
-        latents of the low-res clip (``codec.encode`` of its pixels, or a base stage's
-        ``decode=False`` output); ``size`` is the high-res pixel size. They are noised to
-        ``noise_level`` (default ``default_noise_level``) with noise drawn from ``generator``.
+        Args:
+            stream: the conditions, as a batch carries them: ``label`` (-1 = null label),
+                ``text_emb`` / ``text_mask`` and ``fps`` (required by fps-conditioned models);
+                :func:`walt.core.generation.sampling_stream` makes one.
+            sampling: how to sample (default: the module's ``sampling``; change fields with
+                ``module.sampling.override({...})``).
+            num_samples: B when no label, text, frames or low-res latents fix it.
+            num_frames, size: the clips' pixel frames and (H, W) (default: the training ones).
+            cond_pixels, cond_latents, cond_mask: known frames, W.A.L.T's
+                ``c_fp = concat(m*z, m)`` (image to video, prediction, extension,
+                interpolation), see :func:`walt.core.generation.known_latents`: pixels
+                (B, C, T', H, W) or latents (B, c, t, h, w), and the (B, t) known-frame mask.
+            lowres_latents: a super-resolution stage's input (B, c, t, h/2, w/2), the
+                normalized latents of the low-res clip (``codec.encode`` of its pixels, or a
+                base stage's ``decode=False`` output), noised to ``sampling.noise_level`` with
+                noise drawn from ``generator``; ``size`` is then the high-res size.
         """
-        net = self.ema.module if use_ema else self.backbone
+        sampling = self.sampling if sampling is None else sampling
         num_frames, size = num_frames or self.num_frames, size or self.size
-        if stream is None:
-            stream = sampling_stream(labels=labels, text_emb=text_emb, text_mask=text_mask, fps=fps)
-        if lowres_latents is not None or noise_level is not None or self.is_super_resolution:
-            stream = sampling_lowres(
-                stream, lowres_latents, sr=self.super_resolution, noise_level=noise_level,
-                codec=self.codec, diffusion=self.diffusion, num_frames=num_frames, size=size,
-                generator=generator, device=self.device,
-            )
+        stream = self._sampling_inputs(stream, lowres_latents, sampling=sampling,
+                                       num_frames=num_frames, size=size, generator=generator)
+        if lowres_latents is not None:
             num_samples = num_samples or lowres_latents.shape[0]
         if cond_pixels is not None:
             cond_latents, cond_mask = known_latents(
                 self.codec, cond_pixels.to(self.device), num_frames=num_frames, size=size,
                 cond_mask=cond_mask,
             )
-        guidance = {**self.guidance_options}
-        if frame_guidance_scale is not None:
-            guidance["frame_guidance_scale"] = frame_guidance_scale
         z = generate_latents(
-            net,
-            self.diffusion,
+            self.ema.module if use_ema else self.backbone,
             self.codec,
             stream=stream,
             cond_cfg=self.cond_cfg,
@@ -434,17 +396,27 @@ class WALTModule(LightningModule):
             size=size,
             cond_latents=cond_latents,
             cond_mask=cond_mask,
-            sampler=sampler or self.sampler_name,
-            sampler_options=self.sampler_options,
-            num_inference_steps=num_inference_steps or self.num_inference_steps,
-            guidance=ClassifierFreeGuidance(
-                guidance_scale=self.guidance_scale if guidance_scale is None else guidance_scale,
-                **guidance,
-            ),
+            sampler=sampling.make_sampler(self.diffusion),
+            guidance=sampling.guidance(),
             generator=generator,
             progress=progress,
         )
         return self.codec.decode(z) if decode else z
+
+    def _sampling_inputs(
+        self, stream: Mapping[str, Any] | None, lowres_latents: Tensor | None, *,
+        sampling: SamplingConfig, num_frames: int, size: tuple[int, int],
+        generator: torch.Generator | None,
+    ) -> Mapping[str, Any]:
+        """The sampling stream, plus a super-resolution stage's noised low-res latent."""
+        stream = {} if stream is None else stream
+        if lowres_latents is None and not self.is_super_resolution:
+            return stream
+        return sampling_lowres(
+            stream, lowres_latents, sr=self.super_resolution, noise_level=sampling.noise_level,
+            codec=self.codec, diffusion=self.diffusion, num_frames=num_frames, size=size,
+            generator=generator, device=self.device,
+        )
 
     # ------------------------------------------------------------------ plumbing
     def configure_model(self) -> None:
@@ -476,10 +448,9 @@ class WALTModule(LightningModule):
         if "state_dict" not in checkpoint:
             return  # a sharded checkpoint: FSDP2Strategy has loaded the weights itself
         sd = checkpoint["state_dict"]
-        # The frozen parts, and the guard's counters that older checkpoints lack, keep their
-        # current values.
+        # The frozen parts are not saved (on_save_checkpoint): they keep their current values.
         for key, value in self.state_dict().items():
-            if key.startswith((*_FROZEN, "nonfinite.")):
+            if key.startswith(_FROZEN):
                 sd.setdefault(key, value)
 
 

@@ -9,11 +9,15 @@ the loss, so a run shows when (and whether) each attribute of the label is learn
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from data.class_names import class_names_from_shards
 from data.shape_detector import parse_class_name, score_samples
+from walt.core.generation import sampling_stream
+from walt.lightning.callbacks import preview_sampling
 
 QUALITY_KEYS: tuple[str, ...] = ("color", "direction", "shape", "joint", "moving_object")
 
@@ -27,8 +31,9 @@ class GenerationQuality(Callback):
             shards of ``walt.precompute`` do not carry them.
         every_n_steps: scoring period in optimizer steps (0 disables the callback).
         per_class: clips sampled per class each round.
-        num_inference_steps: sampler steps; few keep a round cheap (the detector needs only the layout).
-        guidance_scale: classifier-free guidance scale; None uses the module's default.
+        sampling: fields of the module's ``SamplingConfig`` to change for the rounds, over
+            ``{"num_inference_steps": 10}`` (few steps keep a round cheap: the detector needs
+            only the layout).
         batch_size: clips sampled per call, bounding memory with many classes.
         seed: sampling seed, fixed so that rounds are comparable across steps.
     """
@@ -39,22 +44,21 @@ class GenerationQuality(Callback):
         class_names_from: str,
         every_n_steps: int = 200,
         per_class: int = 1,
-        num_inference_steps: int = 10,
-        guidance_scale: float | None = None,
+        sampling: dict[str, Any] | None = None,
         batch_size: int = 32,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if every_n_steps < 0:
             raise ValueError(f"every_n_steps must be >= 0, got {every_n_steps}")
-        if per_class < 1 or num_inference_steps < 1 or batch_size < 1:
+        if per_class < 1 or batch_size < 1:
             raise ValueError(
-                f"per_class, num_inference_steps and batch_size must be >= 1, got {per_class}, "
-                f"{num_inference_steps} and {batch_size}"
+                f"per_class and batch_size must be >= 1, got {per_class} and {batch_size}"
             )
         self.class_names_from = class_names_from
-        self.every_n_steps, self.per_class, self.num_inference_steps = every_n_steps, per_class, num_inference_steps
-        self.guidance_scale, self.batch_size, self.seed = guidance_scale, batch_size, seed
+        self.every_n_steps, self.per_class = every_n_steps, per_class
+        self.sampling = {"num_inference_steps": 10, **(sampling or {})}
+        self.batch_size, self.seed = batch_size, seed
         self.class_names: list[str] = []
         self._last_step = -1
 
@@ -92,11 +96,11 @@ class GenerationQuality(Callback):
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         was_training = pl_module.training
         pl_module.eval()
+        sampling = preview_sampling(pl_module, self.sampling)
         videos = [
             pl_module.generate(
-                labels=chunk.to(pl_module.device),
-                num_inference_steps=self.num_inference_steps,
-                guidance_scale=self.guidance_scale,
+                stream=sampling_stream(labels=chunk.to(pl_module.device)),
+                sampling=sampling,
                 generator=generator,
             ).float().cpu()  # (b, C, T, H, W)
             for chunk in labels.split(self.batch_size)

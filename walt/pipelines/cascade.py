@@ -4,8 +4,8 @@ top stage decodes to pixels.
 
 Every stage works in the same tokenizer's normalised latent space, so the base latents are passed
 to the first SR stage directly, with no decode and re-encode; each stage doubles the latent's
-height and width, conditioned on the one below (noised to the stage's ``noise_level``, the
-noise-conditioning augmentation of Cascaded Diffusion Models, Ho et al. 2022). The frame count
+height and width, conditioned on the one below (noised to the stage's ``noise_level``, in its
+``SamplingConfig``: the noise-conditioning augmentation of Cascaded Diffusion Models, Ho et al. 2022). The frame count
 and the frame arithmetic of every mode are those of the base: SR changes only ``H`` and ``W``.
 
 The top-resolution decode streams in time and tiles in space (``CausalVAE``'s ``stream_*`` and
@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
+from walt.core.generation import check_finite
 from walt.core.loading import load_walt_module
-from walt.media import contact_sheet
+from walt.core.sampling import SamplingConfig
 
 # Tokenizer settings that only change how a decode is scheduled, not the latent space.
 _SCHEDULING = ("stream_above", "stream_chunk", "stream_frames", "tile_above", "tile_size",
@@ -40,25 +38,26 @@ class SRStage:
     Args:
         module: a ``WALTModule`` with ``is_super_resolution`` (eval mode).
         checkpoint: where it was loaded from (recorded in the settings).
-        noise_level: the level its low-resolution input is noised to when sampling.
+        sampling: how it samples, its ``noise_level`` included (default: the module's).
     """
 
     module: Any
     checkpoint: str
-    noise_level: float
+    sampling: SamplingConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.sampling is None:
+            self.sampling = self.module.sampling
 
 
-def load_stage(path: str | Path, *, device: str = "cpu", noise_level: float | None = None
-               ) -> SRStage:
+def load_stage(path: str | Path, *, device: str = "cpu") -> SRStage:
     """An SR stage from a Lightning checkpoint or a ``walt.export`` safetensors file (through
-    ``common.registry``: the file never chooses code); ``noise_level`` defaults to the module's
-    ``default_noise_level``."""
+    ``common.registry``: the file never chooses code), sampling as the module does."""
     module = load_walt_module(path, map_location=device).eval()
     if not getattr(module, "is_super_resolution", False):
         raise ValueError(f"--sr {path}: this checkpoint is not a super-resolution stage "
                          "(give the base model as the first, positional, checkpoint)")
-    level = module.default_noise_level if noise_level is None else float(noise_level)
-    return SRStage(module=module, checkpoint=str(path), noise_level=level)
+    return SRStage(module=module, checkpoint=str(path))
 
 
 def check_stages(stages: Sequence[SRStage], *, base: nn.Module | None = None) -> None:
@@ -68,8 +67,6 @@ def check_stages(stages: Sequence[SRStage], *, base: nn.Module | None = None) ->
         if not getattr(stage.module, "is_super_resolution", False):
             raise ValueError(f"SR stage {i + 1} ({stage.checkpoint}) is not a super-resolution "
                              "module")
-        if stage.noise_level < 0:
-            raise ValueError(f"SR stage {i + 1}: noise_level must be >= 0, got {stage.noise_level}")
     modules = ([base] if base is not None else []) + [s.module for s in stages]
     spaces = [_latent_space(m.codec) for m in modules]
     for m, space in zip(modules[1:], spaces[1:], strict=True):
@@ -113,10 +110,11 @@ def upscale(
     for stage in stages:
         size = (2 * size[0], 2 * size[1])
         z = stage.module.generate(
-            stream=stream, num_samples=z.shape[0], num_frames=num_frames, size=size,
-            lowres_latents=z, noise_level=stage.noise_level, generator=generator,
+            stream=stream, sampling=stage.sampling, num_samples=z.shape[0],
+            num_frames=num_frames, size=size, lowres_latents=z, generator=generator,
             decode=False, progress=progress,
         )  # (B, c, t, 2h, 2w)
+        check_finite(z, what=f"latents at SR stage {stage.checkpoint}")
         if on_stage is not None:
             on_stage()
     return z
@@ -139,28 +137,3 @@ def to_pixels(
     if stages:
         z = upscale(stages, z, **kwargs)
     return top_codec(base, stages).decode(z)  # (B, C, T, H', W')
-
-
-def bicubic_upsample(pixels: Tensor, scale: int) -> Tensor:
-    """Bicubic upsampling of ``(B, C, T, h, w)`` pixels in [-1, 1] by ``scale`` per side, the
-    baseline an SR stage must beat (clamped after: bicubic overshoots at edges)."""
-    b = pixels.shape[0]
-    frames = rearrange(pixels.float(), "b c t h w -> (b t) c h w")
-    big = F.interpolate(frames, scale_factor=scale, mode="bicubic", align_corners=False)
-    return rearrange(big, "(b t) c h w -> b c t h w", b=b).clamp(-1.0, 1.0)
-
-
-def cascade_sheet(base: Tensor, top: Tensor, path: str | Path, *, max_clips: int = 4) -> Path:
-    """A contact sheet comparing, per clip, the base clip (nearest-neighbour enlarged), its bicubic
-    upsampling and the cascade's output: ``base`` (B, C, T, h, w) and ``top`` (B, C, T, H, W)
-    pixels with ``H = s h``."""
-    scale = top.shape[-1] // base.shape[-1]
-    b = min(max_clips, base.shape[0])
-    base, top = base[:b].float().cpu(), top[:b].float().cpu()
-    nearest = rearrange(F.interpolate(rearrange(base, "b c t h w -> (b t) c h w"),
-                                      scale_factor=scale, mode="nearest"),
-                        "(b t) c h w -> b c t h w", b=b)
-    rows = torch.stack([nearest, bicubic_upsample(base, scale), top], dim=1)  # (b, 3, C, T, H, W)
-    names = ["base", f"bicubic x{scale}", "SR"] * b
-    return contact_sheet(rows.flatten(0, 1), path, labels=names,
-                         scale=2 if top.shape[-2] < 128 else 1)

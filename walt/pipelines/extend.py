@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from walt.core.generation import check_finite
+
 OVERLAP_FRAMES = 5  # pixel frames re-encoded to the 2 conditioning latent frames
 
 
@@ -69,7 +71,7 @@ def extend(
             a video), or None to start from noise.
         finish: maps a chunk's base latents (B, c, t, h, w) to the pixels to emit, e.g. the
             cascade's top-resolution frames (default: the base decode).
-        sampling: passed to ``module.generate`` (sampler, steps, guidance scales, progress).
+        sampling: passed to ``module.generate`` (``sampling``, ``progress``).
     """
     total = extended_length(num_frames, num_chunks)
     cond = start
@@ -78,6 +80,7 @@ def extend(
             stream=stream, num_samples=num_samples, num_frames=num_frames, size=size,
             cond_pixels=cond, generator=generator, decode=False, **sampling,
         )  # (B, c, t, h, w)
+        check_finite(z, what=f"latents in chunk {chunk}")
         pixels = module.codec.decode(z, stream=True)  # (B, C, T, H, W)
         if on_chunk is not None:
             on_chunk()

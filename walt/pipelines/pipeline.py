@@ -29,27 +29,17 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from common.atomic import atomic_path
-from walt.core.generation import sampling_stream
+from walt.core.generation import check_finite, sampling_stream
 from walt.core.loading import load_walt_checkpoint
+from walt.core.sampling import SamplingConfig
+from walt.core.sr_comparison import comparison_sheet
 from walt.diffusion.frame_masks import keyframe_indices
-from walt.pipelines.cascade import (
-    SRStage,
-    cascade_sheet,
-    check_stages,
-    load_stage,
-    output_size,
-    to_pixels,
-)
+from walt.pipelines.cascade import SRStage, check_stages, load_stage, output_size, to_pixels
 from walt.pipelines.extend import OVERLAP_FRAMES, extend, extended_length
 from walt.pipelines.inputs import load_image, load_text_embeddings, load_video, video_frames
 from walt.pipelines.outputs import ClipSink
 from walt.pipelines.settings import GenerationSettings
 
-# Module arguments that GenerationSettings may override (the checkpoint's values otherwise).
-MODULE_OPTIONS = (
-    "num_inference_steps", "sampler", "sampler_options", "guidance_scale", "guidance_schedule",
-    "guidance_min_scale", "guidance_rescale", "frame_guidance_scale",
-)
 # Pixel frames of video prediction: 2 latent frames (W.A.L.T sec. 4), as extension re-encodes.
 PREDICT_FRAMES = OVERLAP_FRAMES
 
@@ -58,8 +48,8 @@ class VideoPipeline:
     """Generation over a loaded module.
 
     Args:
-        module: the base ``WALTModule`` in eval mode, with the run's sampling options (None for
-            ``upscale`` only).
+        module: the base ``WALTModule`` in eval mode (None for ``upscale`` only); the settings'
+            ``sampling`` changes fields of its ``sampling``.
         checkpoint: where it was loaded from (recorded in the settings).
         sr_stages: super-resolution stages run after the base, in order (the cascade).
     """
@@ -74,38 +64,27 @@ class VideoPipeline:
 
     @classmethod
     def from_settings(cls, settings: GenerationSettings, *, device: str = "cpu") -> VideoPipeline:
-        """Load the checkpoint with the settings' sampling options (through ``common.registry``;
-        the file never chooses code)."""
+        """Load the checkpoints (through ``common.registry``; the file never chooses code)."""
         module = None
         if settings.mode != "upscale":
-            overrides = {k: getattr(settings, k) for k in MODULE_OPTIONS}
-            overrides = {k: v for k, v in overrides.items() if v is not None}
-            module = load_walt_checkpoint(settings.checkpoint, map_location=device, **overrides)
+            module = load_walt_checkpoint(settings.checkpoint, map_location=device)
             module = module.eval()
-        paths = settings.sr_checkpoints or []
-        levels = _per_stage(settings.sr_noise_levels, len(paths))
-        stages = [load_stage(p, device=device, noise_level=v) for p, v in zip(paths, levels)]
+        stages = [load_stage(p, device=device) for p in settings.sr_checkpoints or []]
         return cls(module=module, checkpoint=settings.checkpoint, sr_stages=stages)
 
     def resolve(self, settings: GenerationSettings) -> GenerationSettings:
-        """The settings with every default made explicit (the module's sampling options, clip
-        size and labels, the SR stages' noise levels), so the saved JSON alone regenerates the
-        run."""
+        """The settings with every default made explicit (the module's and the SR stages'
+        ``SamplingConfig`` with the settings' fields replaced, clip size and labels), so the
+        saved JSON alone regenerates the run."""
         settings = self._resolve_stages(settings)
         if settings.mode == "upscale":
             return self._resolve_upscale(settings)
         m = self.module
         if m is None:
             raise ValueError(f"mode {settings.mode!r} needs a base model")
-        known = {k: getattr(settings, k) for k in MODULE_OPTIONS}
-        module_values = dict(
-            num_inference_steps=m.num_inference_steps, sampler=m.sampler_name,
-            sampler_options=m.sampler_options, guidance_scale=m.guidance_scale,
-            **m.guidance_options,
-        )
-        filled = {k: v if v is not None else module_values[k] for k, v in known.items()}
+        sampling = m.checked_sampling(m.sampling.override(settings.sampling))
         return replace(
-            settings, **filled,
+            settings, sampling=sampling.to_dict(),
             num_frames=settings.num_frames or m.num_frames,
             size=list(settings.size or m.size), fps=settings.fps or 8.0,
         )
@@ -115,9 +94,11 @@ class VideoPipeline:
         if len(paths) != len(self.sr_stages):
             raise ValueError(f"the settings name {len(paths)} SR stages, the pipeline holds "
                              f"{len(self.sr_stages)}")
-        levels = _per_stage(settings.sr_noise_levels, len(paths))
-        levels = [st.noise_level if v is None else v for st, v in zip(self.sr_stages, levels)]
-        return replace(settings, sr_checkpoints=paths or None, sr_noise_levels=levels or None)
+        settings = replace(settings, sr_checkpoints=paths or None)
+        changes = settings.stage_sampling()
+        resolved = [st.module.checked_sampling(st.sampling.override(ch)).to_dict()
+                    for st, ch in zip(self.sr_stages, changes, strict=True)]
+        return replace(settings, sr_sampling=resolved or None)
 
     def _resolve_upscale(self, s: GenerationSettings) -> GenerationSettings:
         """Frames, size and rate of the video to upscale; the null label for class-conditional
@@ -130,9 +111,9 @@ class VideoPipeline:
                        fps=s.fps or fps, labels=labels, batch_size=1)
 
     def stages(self, s: GenerationSettings) -> list[SRStage]:
-        """The SR stages with the resolved settings' noise levels."""
-        return [replace(st, noise_level=v)
-                for st, v in zip(self.sr_stages, s.sr_noise_levels or [], strict=True)]
+        """The SR stages sampling as the resolved settings say."""
+        return [replace(st, sampling=SamplingConfig(**v))
+                for st, v in zip(self.sr_stages, s.sr_sampling or [], strict=True)]
 
     def __call__(
         self, settings: GenerationSettings, out: str | Path, *, png_frames: bool = False,
@@ -161,7 +142,7 @@ class VideoPipeline:
         bar = tqdm(total=len(batches) * chunks * (1 + len(stages)), disable=not progress,
                    desc=f"{s.mode} (batches x chunks x {1 + len(stages)} stages)")
         tick = partial(bar.update, 1)
-        sampling = dict(progress=progress)
+        sampling = SamplingConfig(**s.sampling)
         kept: list[Tensor] = []
         with ClipSink(out, num_clips=n, total_frames=total, size=output_size(size, stages),
                       fps=s.fps, png_frames=png_frames, captions=captions) as sink:
@@ -173,24 +154,27 @@ class VideoPipeline:
                 # base latents (B, c, t, h, w) -> top-resolution pixels (B, C, T, H', W')
                 finish = None if not stages else partial(
                     to_pixels, self.module, stages, stream=stream, num_frames=s.num_frames,
-                    size=size, generator=generator, on_stage=tick, **sampling)
+                    size=size, generator=generator, on_stage=tick, progress=progress)
                 if s.mode == "extend":
                     extend(self.module, stream=stream, num_samples=b, num_chunks=s.num_chunks,
                            num_frames=s.num_frames, size=size, start=cond, finish=finish,
                            emit=lambda px, first=first: sink.push(px, first=first),
-                           generator=generator, on_chunk=tick, **sampling)
+                           generator=generator, on_chunk=tick, sampling=sampling,
+                           progress=progress)
                     continue
                 z = self.module.generate(
                     stream=stream, num_samples=b, num_frames=s.num_frames, size=size,
                     cond_pixels=cond, cond_mask=None if mask is None else mask.expand(b, -1),
-                    generator=generator, decode=False, **sampling,
+                    sampling=sampling, generator=generator, decode=False, progress=progress,
                 )  # (B, c, t, h, w)
+                check_finite(z, what="latents")
                 tick()
                 pixels = (self.module.codec.decode(z) if finish is None else finish(z)).float()
                 sink.push(pixels, first=first)
                 kept.append(pixels.cpu())
                 if stages and first == 0:  # base | bicubic | SR of the first clips
-                    cascade_sheet(self.module.codec.decode(z), pixels, out / "cascade_sheet.png")
+                    comparison_sheet(self.module.codec.decode(z), pixels,
+                                     out / "cascade_sheet.png")
             sink.close()
         bar.close()
         if kept:
@@ -248,15 +232,3 @@ class VideoPipeline:
                 mask[0, k] = 1.0
             return load_video(s.video, num_frames=s.num_frames, size=size), mask
         return None, None
-
-
-
-def _per_stage(levels: list[float] | None, n: int) -> list[float | None]:
-    """One noise level per stage from none, one for all, or one each."""
-    if not levels:
-        return [None] * n
-    if len(levels) == 1:
-        return list(levels) * n
-    if len(levels) != n:
-        raise ValueError(f"{len(levels)} SR noise levels for {n} stages")
-    return list(levels)

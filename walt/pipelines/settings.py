@@ -4,6 +4,7 @@ regenerated (``python -m walt.generate --from-settings settings.json``)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,6 @@ from typing import Any
 from common.atomic import atomic_open
 
 MODES = ("sample", "image", "predict", "interpolate", "extend", "upscale")
-# Modes that run a base model (``upscale`` runs only SR stages on a given video).
-BASE_MODES = MODES[:-1]
 
 
 @dataclass
@@ -39,13 +38,13 @@ class GenerationSettings:
             resizing and centre cropping (default its own).
         fps: the clip's frame rate: the condition of fps-conditioned models, and the files' rate
             (default 8, in ``upscale`` the video's).
+        sampling: how the base samples (``walt.core.sampling.SamplingConfig``'s fields): before
+            a run the fields to change from the checkpoint's, after it (in ``settings.json``)
+            the whole resolved config.
         sr_checkpoints: super-resolution stages (checkpoints or exports) run in order after the
             base, each doubling H and W (W.A.L.T Sec. 4.5); the top one decodes.
-        sr_noise_levels: each stage's noise-conditioning level (default: the stage's own).
-        sampler, sampler_options, num_inference_steps: the sampler.
-        guidance_scale, guidance_schedule, guidance_min_scale, guidance_rescale: label/text
-            classifier-free guidance.
-        frame_guidance_scale: guidance over the frame condition ``c_fp`` (W.A.L.T App. A).
+        sr_sampling: how each SR stage samples, one entry per stage (or one for all), in the
+            same way: its ``noise_level`` is the level its low-res input is noised to.
         batch_size: clips sampled together.
     """
 
@@ -65,25 +64,22 @@ class GenerationSettings:
     num_frames: int | None = None
     size: list[int] | None = None
     fps: float | None = None
-    sampler: str | None = None
-    sampler_options: dict[str, Any] | None = None
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None
-    guidance_schedule: str | None = None
-    guidance_min_scale: float | None = None
-    guidance_rescale: float | None = None
-    frame_guidance_scale: float | None = None
+    sampling: dict[str, Any] | None = None
     batch_size: int = 8
     sr_checkpoints: list[str] | None = None
-    sr_noise_levels: list[float] | None = None
+    sr_sampling: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.num_chunks < 1:
-            raise ValueError(f"num_chunks must be >= 1, got {self.num_chunks}")
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+        for name in ("num_chunks", "batch_size", "num_samples", "num_frames"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
+            raise ValueError(f"size must be two positive sides (H, W), got {self.size}")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps must be a positive finite number, got {self.fps}")
         self._check_stages()
         if self.mode in ("predict", "interpolate", "upscale") and not self.video:
             raise ValueError(f"mode {self.mode!r} needs video")
@@ -98,12 +94,19 @@ class GenerationSettings:
             raise ValueError("mode 'upscale' needs sr_checkpoints (--sr SR.ckpt)")
         if self.mode != "upscale" and not self.checkpoint:
             raise ValueError(f"mode {self.mode!r} needs the base checkpoint")
-        levels = self.sr_noise_levels
-        if levels is not None and len(levels) not in (1, len(stages)):
-            raise ValueError(f"sr_noise_levels has {len(levels)} values for {len(stages)} SR "
+        if self.mode == "upscale" and self.sampling:
+            raise ValueError(f"mode 'upscale' runs no base model, so sampling {self.sampling} "
+                             "has nothing to apply to (the SR stages take sr_sampling)")
+        per_stage = self.sr_sampling
+        if per_stage is not None and len(per_stage) not in (1, len(stages)):
+            raise ValueError(f"sr_sampling has {len(per_stage)} entries for {len(stages)} SR "
                              "stages: give one for all or one per stage")
-        if levels is not None and any(v < 0 for v in levels):
-            raise ValueError(f"sr_noise_levels must be >= 0, got {levels}")
+
+    def stage_sampling(self) -> list[dict[str, Any]]:
+        """One ``sr_sampling`` entry per SR stage (one given for all is repeated)."""
+        n = len(self.sr_checkpoints or [])
+        per_stage = self.sr_sampling or [{}]
+        return [dict(v) for v in (per_stage * n if len(per_stage) == 1 else per_stage)]
 
     def save(self, path: str | Path) -> Path:
         """Write the settings as JSON, atomically."""

@@ -59,7 +59,7 @@ def upscale_video(
     """Write ``s.video`` upscaled by the ``stages`` (2x per side each) into ``out`` as clip 0.
 
     Args:
-        stages: the SR stages, in order, with their noise levels.
+        stages: the SR stages, in order, each with its sampling (its noise level included).
         s: resolved settings (``video``, ``num_frames`` to take, low-resolution ``size``, ``fps``,
             ``seed``).
         streams: the run's per-clip conditions (labels / text), as ``VideoPipeline`` builds them.

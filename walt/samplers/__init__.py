@@ -6,7 +6,7 @@ from walt.samplers.ddpm import DDPMSampler
 from walt.samplers.dpm_solver import DPMSolverSampler
 from walt.samplers.guidance import ClassifierFreeGuidance, GuidanceSchedule, progress_of
 from walt.samplers.loop import Denoiser, guided_output, sample
-from walt.samplers.registry import SamplerName, make_sampler, sampler_names
+from walt.samplers.registry import SamplerName, make_sampler, sampler_names, sampler_option_names
 
 __all__ = [
     "ClassifierFreeGuidance",
@@ -24,5 +24,6 @@ __all__ = [
     "progress_of",
     "sample",
     "sampler_names",
+    "sampler_option_names",
     "spaced_timesteps",
 ]

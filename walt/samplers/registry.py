@@ -6,11 +6,12 @@ classes that files and configs may name.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 from common.registry import register_class, registered, resolve
 from walt.diffusion.gaussian import GaussianDiffusion
-from walt.samplers.base import Sampler
+from walt.samplers.base import Sampler, SamplerArgs
 from walt.samplers.ddim import DDIMSampler
 from walt.samplers.ddpm import DDPMSampler
 from walt.samplers.dpm_solver import DPMSolverSampler
@@ -24,6 +25,19 @@ register_class("sampler", DPMSolverSampler, name="dpmpp_2m")
 def sampler_names() -> tuple[str, ...]:
     """Names accepted by :func:`make_sampler` (the registered samplers)."""
     return tuple(registered("sampler"))
+
+
+def sampler_option_names(name: SamplerName | str) -> tuple[str, ...]:
+    """The options sampler ``name`` takes (its own and those every sampler takes), without the
+    ones the sampling settings set themselves (``betas``, ``prediction``,
+    ``num_inference_steps``)."""
+    params = inspect.signature(resolve("sampler", name).__init__).parameters.values()
+    own = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    return tuple(n for n in (*own, *SamplerArgs.__annotations__) if n not in _SET_ELSEWHERE)
+
+
+# Sampler arguments that come from the diffusion or from SamplingConfig, never from its options.
+_SET_ELSEWHERE = ("betas", "prediction", "num_inference_steps")
 
 
 def make_sampler(
