@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from walt.core.loading import load_walt_checkpoint
+from walt.core.loading import load_walt_module
 from walt.lightning import WALTModule
 from walt.pipelines import MODES, GenerationSettings, VideoPipeline
 from walt.samplers import sampler_names
@@ -34,12 +34,13 @@ from walt.samplers.guidance import GUIDANCE_SCHEDULES
 
 
 def load_module(ckpt: str | Path, *, device: str = "cpu", **overrides: Any) -> WALTModule:
-    """Load a WALTModule from a Lightning checkpoint: no unpickling, and only registered classes
+    """Load a WALTModule from a Lightning checkpoint or a ``walt.export`` model folder or file:
+    no unpickling, and only registered classes
     (``common.registry``) are built; the checkpoint cannot make this import a module.
 
     ``overrides`` replace saved constructor arguments (e.g. ``guidance_rescale=0.7``).
     """
-    return load_walt_checkpoint(ckpt, map_location=device, **overrides).eval()
+    return load_walt_module(ckpt, map_location=device, **overrides).eval()
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +75,8 @@ def _size(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ckpt", nargs="?",
-                        help="Lightning checkpoint of the base WALTModule (none for upscale)")
+                        help="checkpoint or walt.export model folder of the base WALTModule "
+                        "(none for upscale)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--from-settings", help="settings.json of an earlier run to regenerate")
     parser.add_argument("--mode", choices=MODES, default="sample", help="conditioning mode")
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="conditioning video (predict, interpolate, extend); the low-res "
                         "video to upscale (upscale)")
     parser.add_argument("--sr", dest="sr_checkpoints", action="append", metavar="CKPT",
-                        help="a super-resolution stage (checkpoint or export), repeat for more: "
+                        help="a super-resolution stage (checkpoint, model folder or export), repeat for more: "
                         "each doubles H and W")
     parser.add_argument("--sr-noise-level", dest="sr_noise_levels", action="append", type=float,
                         metavar="X", help="noise level of the SR stages' low-res input: once for "

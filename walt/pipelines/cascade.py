@@ -50,7 +50,7 @@ class SRStage:
 
 def load_stage(path: str | Path, *, device: str = "cpu", noise_level: float | None = None
                ) -> SRStage:
-    """An SR stage from a Lightning checkpoint or a ``walt.export`` safetensors file (through
+    """An SR stage from a Lightning checkpoint or a ``walt.export`` model folder or file (through
     ``common.registry``: the file never chooses code); ``noise_level`` defaults to the module's
     ``default_noise_level``."""
     module = load_walt_module(path, map_location=device).eval()

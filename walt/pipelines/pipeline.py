@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from common.atomic import atomic_path
 from walt.core.generation import sampling_stream
-from walt.core.loading import load_walt_checkpoint
+from walt.core.loading import load_walt_module
 from walt.diffusion.frame_masks import keyframe_indices
 from walt.pipelines.cascade import (
     SRStage,
@@ -80,7 +80,7 @@ class VideoPipeline:
         if settings.mode != "upscale":
             overrides = {k: getattr(settings, k) for k in MODULE_OPTIONS}
             overrides = {k: v for k, v in overrides.items() if v is not None}
-            module = load_walt_checkpoint(settings.checkpoint, map_location=device, **overrides)
+            module = load_walt_module(settings.checkpoint, map_location=device, **overrides)
             module = module.eval()
         paths = settings.sr_checkpoints or []
         levels = _per_stage(settings.sr_noise_levels, len(paths))
