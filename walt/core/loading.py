@@ -68,18 +68,19 @@ def load_walt_module(
     """A ``WALTModule`` from a Lightning checkpoint, a ``walt.export`` model folder or a
     single-file ``walt.export`` safetensors (its EMA backbone weights become both the backbone
     and the EMA). Classes are resolved as in :func:`load_walt_checkpoint`."""
-    path = Path(path)
-    if path.is_dir() and (path / BACKBONE_FILE).is_file():
-        config = read_model_config(path)
+    folder = Path(path)
+    if folder.is_dir() and (folder / BACKBONE_FILE).is_file():
+        config = read_model_config(folder)
         hparams = dict(config["hyper_parameters"])
-        if (path / TOKENIZER_FILE).is_file():
-            hparams["tokenizer"] = str(path / TOKENIZER_FILE)  # never a path outside the folder
+        if (folder / TOKENIZER_FILE).is_file():
+            hparams["tokenizer"] = str(folder / TOKENIZER_FILE)  # never a path outside the folder
         elif hparams.get("tokenizer") not in (None, PIXELS):
-            raise FileNotFoundError(f"model folder {path} lacks its {TOKENIZER_FILE}")
-        return _module_from_safetensors(hparams, path / BACKBONE_FILE, path, map_location,
+            raise FileNotFoundError(f"model folder {folder} lacks its {TOKENIZER_FILE}")
+        return _module_from_safetensors(hparams, folder / BACKBONE_FILE, folder, map_location,
                                         overrides)
-    if path.suffix != ".safetensors":
+    if Path(path).suffix != ".safetensors":  # a checkpoint file or sharded folder
         return load_walt_checkpoint(path, map_location=map_location, **overrides)
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"export {str(path)!r} does not exist")
     return _module_from_safetensors(read_config(path), path, path, map_location, overrides)
