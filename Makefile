@@ -46,6 +46,7 @@ quickstart: $(STAMP)
 	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/latents/train-%06d.tar' --videos '$(QS)/data/train-{000000..000007}.tar' --size 32 --num-frames 17 --max-samples-per-shard 512 --num-workers 1
 	$(BIN)/python -m walt.precompute $(QS)/tokenizer/tokenizer.safetensors '$(QS)/latents/val-%06d.tar' --videos '$(QS)/data/val-000000.tar' --size 32 --num-frames 17 --num-workers 1
 	$(BIN)/python train.py fit --config configs/walt/tiny_cpu.yaml
+	$(BIN)/python -m walt.export $(QS)/walt/checkpoints/last.ckpt $(QS)/model
 	$(BIN)/python -m walt.generate $(QS)/walt/checkpoints/last.ckpt --out $(QS)/samples --per-class 8 --num-inference-steps 50
 	$(BIN)/python -m walt.evaluate_synthetic $(QS)/samples --shards '$(QS)/data/val-000000.tar' --metrics $(QS)/walt/logs/metrics.csv
 	$(BIN)/python -m walt.generate $(QS)/walt/checkpoints/last.ckpt --out $(QS)/long --mode extend --num-chunks 4 --per-class 1 --num-inference-steps 50

@@ -19,13 +19,14 @@ LightningCLI does not save the backbone's linked values in checkpoints; loading 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from common.checkpoint_files import read_checkpoint
 from common.run_paths import root_output_paths
-from walt.core.hparams import checked_hparams, max_latent_size
+from walt.core.hparams import checked_hparams, max_latent_size, plain_hparams, resume_hparams
 
 
 class WaltCLI(LightningCLI):
@@ -49,17 +50,25 @@ class WaltCLI(LightningCLI):
 
 
     def _parse_ckpt_path(self) -> None:
-        """LightningCLI's merge of a ``--ckpt_path`` checkpoint's hyperparameters into the config,
-        but checked by ``common.registry`` first: a class the checkpoint names is refused unless
-        registered, before jsonargparse could import it. The optimizer and LR scheduler come from
-        the config, never from the checkpoint."""
+        """LightningCLI's merge of a ``--ckpt_path`` checkpoint's hyperparameters into the
+        config, through the project's gate instead: the checkpoint (a file, or a sharded folder
+        validated by ``common.checkpoint_files`` before Lightning's own reader sees it) is read
+        weights-only, every class it names is checked by ``common.registry`` before jsonargparse
+        could import it, and it restores the model, never paths: the optimizer, the LR scheduler
+        and every file location (``walt.core.hparams.RUN_PATHS``) come from the config and
+        command line. Values where checkpoint and config differ are named in a warning."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path or not Path(ckpt_path).is_file():
-            return
-        saved = torch.load(ckpt_path, weights_only=True, map_location="cpu")
-        class_path = saved.get("hyper_parameters", {}).get("_class_path")
-        hparams = checked_hparams(saved.get("hyper_parameters", {}))
+        if not ckpt_path or not Path(ckpt_path).exists():
+            return  # Lightning's own names ("last", "best", ...) and its missing-file error
+        saved = read_checkpoint(ckpt_path, weights=False).get("hyper_parameters") or {}
+        class_path = saved.get("_class_path")
+        current = self.config[subcommand].get("model.init_args") or {}
+        hparams, replaced, kept = resume_hparams(checked_hparams(saved), plain_hparams(current))
+        if replaced or kept:
+            warnings.warn(
+                f"resuming from {ckpt_path}: the checkpoint's values replace the config's for "
+                f"{replaced}; the config's paths are kept for {kept}", stacklevel=2)
         if not hparams:
             return
         if class_path is not None:

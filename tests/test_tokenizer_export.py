@@ -36,15 +36,22 @@ def test_safetensors_round_trip(tmp_path):
         torch.testing.assert_close(loaded.normalize(loaded.encode(x)), vae.normalize(vae.encode(x)))
 
 
-def test_export_with_deprecated_config_key_loads(tmp_path):
+@pytest.mark.parametrize("key", ["tokenizer_config", "other"])
+def test_export_without_the_config_key_is_refused(tmp_path, key):
     vae = tiny()
     state = {k: v.contiguous() for k, v in vae.state_dict().items()}
     path = tmp_path / "old.safetensors"
-    save_file(state, str(path), metadata={"tokenizer_config": json.dumps(vae.config)})
-    assert load_tokenizer(path).config == vae.config
-    save_file(state, str(path), metadata={"other": "{}"})
-    with pytest.raises(ValueError, match="'config'"):
+    save_file(state, str(path), metadata={key: json.dumps(vae.config)})
+    with pytest.raises(ValueError, match="no 'config' entry"):
         load_tokenizer(path)
+
+
+def test_checkpoint_ema_weights_are_read_from_ema_module_only(tmp_path):
+    vae = tiny()
+    sd = {f"ema.{k}": v for k, v in vae.state_dict().items()}  # not common.ema.EMA's layout
+    torch.save({"config": vae.config, "state_dict": sd}, tmp_path / "t.ckpt")
+    with pytest.raises(ValueError, match="'ema.module.\\*' weights"):
+        load_tokenizer(tmp_path / "t.ckpt")
 
 
 def test_load_errors(tmp_path):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from tests.test_walt_configs import CONFIGS, _tiny_overrides, assets  # noqa: F401 (fixture)
 from train import main as cli_main
-from walt.core.loading import load_walt_checkpoint
+from walt.core.loading import load_walt_checkpoint, load_walt_module
+from walt.core.model_folder import BACKBONE_FILE, CONFIG_FILE, TOKENIZER_FILE
 from walt.evaluate_synthetic import evaluate
 from walt.export import export_checkpoint, load_backbone, read_config
+from walt.export import main as export_main
 from walt.generate import main as generate_main
 
 TINY = next(c for c in CONFIGS if c.stem == "tiny_cpu")
@@ -103,3 +107,86 @@ def test_other_subcommands(subcommand, trained, assets, tmp_path):  # noqa: F811
         assert out["pixels"].shape == (2, 3, 9, 16, 16) and len(out["key"]) == 2
     else:
         assert f"{'val' if subcommand == 'validate' else 'test'}/loss_video" in cli.trainer.callback_metrics
+
+
+# ---------------------------------------------------------------------------- a model that travels
+def _pixels(out) -> torch.Tensor:
+    return torch.load(out / "samples.pt", weights_only=True)["pixels"]
+
+
+def test_model_folder_copied_alone_generates_the_checkpoints_pixels(trained, tmp_path,
+                                                                    monkeypatch):
+    folder = export_checkpoint(trained["ckpt"], tmp_path / "made" / "model")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [BACKBONE_FILE, TOKENIZER_FILE, CONFIG_FILE])
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.copytree(folder, moved)
+    shutil.rmtree(tmp_path / "made")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    flags = ["--labels", "0,2", "--num-inference-steps", "2", "--seed", "3", "--no-progress"]
+    ref = generate_main([str(trained["ckpt"]), "--out", str(tmp_path / "a"), *flags])
+    out = generate_main([str(moved), "--out", str(tmp_path / "b"), *flags])
+    assert torch.equal(_pixels(ref), _pixels(out))
+    module = load_walt_module(moved)
+    assert module.hparams["tokenizer"] == str(moved / TOKENIZER_FILE)
+    assert list(cwd.iterdir()) == []
+
+
+def test_checkpoint_finds_its_tokenizer_next_to_itself(trained, tmp_path, monkeypatch):
+    state = torch.load(trained["ckpt"], weights_only=True)
+    recorded = "outputs/qs/tokenizer/tokenizer.safetensors"  # relative to training's cwd
+    state["hyper_parameters"]["tokenizer"] = recorded
+    run = tmp_path / "copied" / "qs"  # the run's folder, copied to another machine
+    (run / "walt" / "checkpoints").mkdir(parents=True)
+    (run / "tokenizer").mkdir()
+    shutil.copy(trained["module"].hparams["tokenizer"], run / "tokenizer" / "tokenizer.safetensors")
+    ckpt = run / "walt" / "checkpoints" / "last.ckpt"
+    torch.save(state, ckpt)
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match="using .*copied/qs/tokenizer/tokenizer.safetensors"):
+        module = load_walt_module(ckpt)
+    assert module.hparams["tokenizer"] == str(run / "tokenizer" / "tokenizer.safetensors")
+    (run / "tokenizer" / "tokenizer.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="(?s)tried:.*copied/qs/tokenizer/tokenizer"):
+        load_walt_module(ckpt)
+
+
+@pytest.mark.parametrize("out", ["self", "other.ckpt", "other.safetensors", "run_folder"])
+def test_export_never_replaces_a_checkpoint(trained, tmp_path, out):
+    ckpt = tmp_path / "model.ckpt"
+    shutil.copy(trained["ckpt"], ckpt)
+    target = ckpt if out == "self" else tmp_path / out
+    if out == "run_folder":  # a folder that is not an earlier export (e.g. a sharded checkpoint)
+        target.mkdir()
+        shutil.copy(trained["ckpt"], target / "meta.pt")
+    elif out != "self":
+        shutil.copy(trained["ckpt"], target)  # another checkpoint, whatever its name
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit, match="refusing"):
+        export_main([str(ckpt), str(target)])
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_export_replaces_an_earlier_export(trained, tmp_path):
+    for _ in range(2):
+        export_checkpoint(trained["ckpt"], tmp_path / "model")
+        export_checkpoint(trained["ckpt"], tmp_path / "walt.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "walt.safetensors"]
+
+
+def test_oversized_config_is_refused_before_allocation(trained, tmp_path):
+    path = export_checkpoint(trained["ckpt"], tmp_path / "walt.safetensors")
+    weights = load_file(str(path))
+    config = read_config(path)
+    config["backbone"]["init_args"]["hidden_size"] = 2**20  # ~10^13 parameters if built
+    save_file(weights, str(path), metadata={"config": json.dumps(config)})
+    with pytest.raises(ValueError, match="does not match the stored weights"):
+        load_backbone(path)
+    folder = export_checkpoint(trained["ckpt"], tmp_path / "model")
+    saved = json.loads((folder / CONFIG_FILE).read_text())
+    saved["hyper_parameters"]["backbone"]["init_args"]["hidden_size"] = 2**20
+    (folder / CONFIG_FILE).write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="nothing was built"):
+        load_walt_module(folder)

@@ -3,9 +3,8 @@
 The safetensors export holds the (EMA) VAE weights; its metadata holds the VAE ``config``
 (constructor arguments plus ``latent_mean`` / ``latent_std``) as JSON under ``config``. A
 Lightning ``.ckpt`` of ``TokenizerModule`` is read with ``torch.load(weights_only=True)``; its
-EMA weights (``ema.*``) are used and its config comes from the ``config`` entry written by
-``TokenizerModule.on_save_checkpoint``. Files written before the key was renamed stored it
-under ``tokenizer_config`` (deprecated); they still load.
+EMA weights (``ema.module.*``) are used and its config comes from the ``config`` entry written
+by ``TokenizerModule.on_save_checkpoint``. Every read goes through ``common.checkpoint_files``.
 """
 
 from __future__ import annotations
@@ -20,18 +19,16 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from common.atomic import atomic_path
+from common.checkpoint_files import read_checkpoint as read_any_checkpoint
 from tokenizer.network.vae import CausalVAE
 
 CONFIG_KEY = "config"
-# Deprecated name of CONFIG_KEY, still read so that older exports and checkpoints load.
-LEGACY_CONFIG_KEY = "tokenizer_config"
 
 
 def config_key(container: Mapping[str, Any], path: str | Path) -> str:
     """The key holding the tokenizer config in an export's metadata or a checkpoint."""
-    for key in (CONFIG_KEY, LEGACY_CONFIG_KEY):
-        if key in container:
-            return key
+    if CONFIG_KEY in container:
+        return CONFIG_KEY
     raise ValueError(f"{path} has no '{CONFIG_KEY}' entry; not a tokenizer export or checkpoint")
 
 
@@ -49,15 +46,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_any_checkpoint(path)
 
 
 def vae_state_from_checkpoint(checkpoint: dict[str, Any], *, use_ema: bool = True) -> dict:
     """The VAE's state dict inside a ``TokenizerModule`` checkpoint (EMA weights by default)."""
-    # EMA weights live under "ema.module." (common.ema.EMA); older checkpoints used "ema."
-    prefixes = ("ema.module.", "ema.") if use_ema else ("vae.",)
+    prefix = "ema.module." if use_ema else "vae."  # common.ema.EMA keeps its copy in .module
     sd = checkpoint["state_dict"]
-    prefix = next((p for p in prefixes if any(k.startswith(p) for k in sd)), prefixes[0])
     state = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     if not state:
         raise ValueError(

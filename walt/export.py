@@ -1,108 +1,138 @@
-"""Export the EMA backbone of a W.A.L.T checkpoint as safetensors, with its config.
+"""Export a W.A.L.T checkpoint: a self-contained model folder, or the EMA backbone alone.
 
-    python -m walt.export CKPT OUT.safetensors
+    python -m walt.export CKPT OUT_FOLDER          # the model folder (walt.core.model_folder)
+    python -m walt.export CKPT OUT.safetensors     # the EMA backbone and its config only
 
-The file holds the EMA weights of the backbone and, in its metadata, the JSON of the training
-config (``backbone`` and ``diffusion`` class paths and arguments, tokenizer path, clip shape), so
-``load_backbone`` rebuilds the network without the checkpoint or any pickled object.
+The model folder holds the backbone's EMA weights, the tokenizer with its latent statistics and
+the config (diffusion, sampling settings, conditioning, clip shape) as safetensors plus JSON; copied
+alone to another machine it generates what the checkpoint did (``walt.generate OUT_FOLDER``).
+The single ``.safetensors`` file holds the EMA weights and, in its metadata, the JSON of the
+training config; its tokenizer stays the file the config names. Neither holds a pickled object;
+``load_backbone`` and ``walt.core.loading.load_walt_module`` rebuild the network from the
+registry (``common.registry``).
 
-``CKPT`` may also be the folder of a sharded (FSDP2, distributed) checkpoint: the EMA shards are
-read back and joined in this one process, with no process group (docs/scaling.md).
+``CKPT`` may be a Lightning checkpoint file or the folder of a sharded (FSDP2) checkpoint, read
+through ``common.checkpoint_files`` (validated, weights-only; docs/security.md). ``OUT`` may not
+be the checkpoint itself nor any other existing file or folder but an earlier export, which is
+replaced atomically.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
-from typing import Any
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from common.atomic import atomic_path
-from common.registry import build
-from walt.core.hparams import read_config, with_linked_backbone_args
+from common.checkpoint_files import read_checkpoint
+from tokenizer import load_tokenizer, save_tokenizer
+from walt.core.hparams import (
+    checked_hparams,
+    plain_hparams,
+    read_config,
+    with_linked_backbone_args,
+)
+from walt.core.latents import PIXELS
+from walt.core.loading import (
+    EMA_PREFIX,
+    build_backbone_checked,
+    resolve_tokenizer,
+    safetensors_shapes,
+)
+from walt.core.model_folder import (
+    BACKBONE_FILE,
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    atomic_folder,
+    is_model_folder,
+    model_config,
+)
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
-    """Write the EMA backbone weights of ``ckpt`` plus its hyperparameters to ``out``."""
-    state = _read_checkpoint(Path(ckpt))
-    prefix = "ema.module."
-    weights = {
-        k[len(prefix) :]: v.contiguous() for k, v in state["state_dict"].items() if k.startswith(prefix)
-    }
+    """Write the export of ``ckpt`` to ``out``: a model folder, or for a ``.safetensors`` name
+    the EMA backbone weights with their config. Refuses (before reading) an ``out`` that is the
+    checkpoint or any existing file or folder but an earlier export of the same kind."""
+    ckpt, out = Path(ckpt), Path(out)
+    single_file = out.suffix == ".safetensors"
+    check_output(ckpt, out, single_file=single_file)
+    state = read_checkpoint(ckpt)
+    weights = {k[len(EMA_PREFIX):]: v.contiguous()
+               for k, v in state["state_dict"].items() if k.startswith(EMA_PREFIX)}
     if not weights:
-        raise ValueError(f"{ckpt} holds no EMA weights (keys starting with {prefix!r})")
-    hparams = with_linked_backbone_args(_plain(state.get("hyper_parameters", {})))
-    meta = {"config": json.dumps(hparams), "global_step": str(state.get("global_step", 0))}
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        save_file(weights, str(tmp), metadata=meta)
+        raise ValueError(f"{ckpt} holds no EMA weights (keys starting with {EMA_PREFIX!r})")
+    hparams = with_linked_backbone_args(plain_hparams(state.get("hyper_parameters", {})))
+    step = int(state.get("global_step", 0))
+    if single_file:
+        with atomic_path(out) as tmp:
+            save_file(weights, str(tmp), metadata={"config": json.dumps(hparams),
+                                                   "global_step": str(step)})
+        return out
+    hparams = checked_hparams(hparams)  # training-only factories and Lightning's markers go
+    tokenizer = resolve_tokenizer(hparams.get("tokenizer"), ckpt)
+    with atomic_folder(out) as tmp:
+        save_file(weights, str(tmp / BACKBONE_FILE), metadata={"format": "pt"})
+        if tokenizer not in (None, PIXELS):
+            save_tokenizer(load_tokenizer(tokenizer), tmp / TOKENIZER_FILE)
+            hparams["tokenizer"] = TOKENIZER_FILE
+        config = model_config(hparams, global_step=step)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return out
 
 
-def _read_checkpoint(ckpt: Path) -> dict[str, Any]:
-    """A Lightning checkpoint file, or a sharded checkpoint folder joined into the same layout
-    (its ``meta.pt`` holds everything but the weights and optimizer states)."""
-    if ckpt.is_file():
-        return torch.load(ckpt, map_location="cpu", weights_only=True)
-    if not (ckpt / ".metadata").is_file() or not (ckpt / "meta.pt").is_file():
-        raise FileNotFoundError(
-            f"checkpoint {str(ckpt)!r} is neither a checkpoint file nor a sharded checkpoint folder"
-        )
-    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict_from_keys
+def check_output(ckpt: Path, out: Path, *, single_file: bool) -> None:
+    """Refuse an export target that would replace the checkpoint or anything but an export."""
+    if out.exists() and ckpt.exists() and out.resolve() == ckpt.resolve():
+        raise ValueError(f"refusing to export {ckpt} onto itself; give another output path")
+    if not out.exists():
+        return
+    if single_file and out.is_file() and _is_backbone_export(out):
+        return
+    if not single_file and out.is_dir() and (is_model_folder(out) or not any(out.iterdir())):
+        return
+    kind = "a single-file export (.safetensors)" if single_file else "a model folder"
+    raise FileExistsError(
+        f"refusing to write {kind} to {out}: it exists and is not an earlier one (a checkpoint "
+        "or other data would be lost); give a new path or remove it first")
 
-    state = torch.load(ckpt / "meta.pt", map_location="cpu", weights_only=True)
-    # Only the weights: the optimizer states in the same folder are never read.
-    with warnings.catch_warnings():  # reading in one process, without a group, is the intent
-        warnings.filterwarnings("ignore", message="torch.distributed is unavailable")
-        sd = _load_state_dict_from_keys({"state_dict"}, checkpoint_id=str(ckpt))["state_dict"]
-    state["state_dict"] = sd
-    return state
+
+def _is_backbone_export(path: Path) -> bool:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return "config" in (f.metadata() or {})
+    except Exception:  # not a safetensors file at all
+        return False
 
 
 def load_backbone(path: str | Path) -> nn.Module:
-    """Rebuild the backbone described by an export and load its EMA weights.
+    """Rebuild the backbone described by a single-file export and load its EMA weights.
 
     The backbone class comes from ``common.registry`` (kind ``"backbone"``); any other
-    ``class_path`` in the file is refused before anything is imported or built.
+    ``class_path`` in the file is refused before anything is imported or built, and a config
+    whose network does not match the stored shapes before any memory is allocated.
     """
     config = with_linked_backbone_args(read_config(path))
     spec = config.get("backbone")
     if not isinstance(spec, dict) or "class_path" not in spec:
         raise ValueError(f"{path} has no backbone class_path in its config")
-    backbone = build("backbone", spec)
-    weights = {}
-    with safe_open(str(path), framework="pt") as f:
-        for key in f.keys():
-            weights[key] = f.get_tensor(key)
-    backbone.load_state_dict(weights)
+    backbone = build_backbone_checked(spec, safetensors_shapes(path), path)
+    backbone.load_state_dict(load_file(str(path)))
     return backbone.eval()
 
 
-def _plain(value: Any) -> Any:
-    """Hyperparameters as JSON-able data (tuples to lists, Namespaces to dicts)."""
-    if hasattr(value, "as_dict"):
-        value = value.as_dict()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Export EMA backbone weights as safetensors.")
-    parser.add_argument("ckpt", help="Lightning checkpoint of a WALTModule")
-    parser.add_argument("out", help="output .safetensors path")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ckpt", help="Lightning checkpoint of a WALTModule (file or sharded folder)")
+    parser.add_argument("out", help="output model folder, or OUT.safetensors for the backbone only")
     args = parser.parse_args(argv)
-    print(export_checkpoint(args.ckpt, args.out))
+    try:
+        print(export_checkpoint(args.ckpt, args.out))
+    except (FileExistsError, ValueError) as e:
+        raise SystemExit(f"walt.export: {e}") from e
 
 
 if __name__ == "__main__":

@@ -107,7 +107,8 @@ def _size(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ckpt", nargs="?",
-                        help="Lightning checkpoint of the base WALTModule (none for upscale)")
+                        help="checkpoint or walt.export model folder of the base WALTModule "
+                        "(none for upscale)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--from-settings", help="settings.json of an earlier run to regenerate")
     parser.add_argument("--mode", choices=MODES, default="sample", help="conditioning mode")
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="conditioning video (predict, interpolate, extend); the low-res "
                         "video to upscale (upscale)")
     parser.add_argument("--sr", dest="sr_checkpoints", action="append", metavar="CKPT",
-                        help="a super-resolution stage (checkpoint or export), repeat for more: "
+                        help="a super-resolution stage (checkpoint, model folder or export), repeat for more: "
                         "each doubles H and W")
     parser.add_argument("--noise-level", action="append", type=_finite, metavar="X",
                         help="noise level of the SR stages' low-res input, in [0, 1]: once for "

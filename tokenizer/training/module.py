@@ -27,7 +27,7 @@ from common.registry import register
 from common.run_paths import module_output_path
 from common.seeding import step_generator
 from data.encode import write_mp4
-from tokenizer.loading import CONFIG_KEY, LEGACY_CONFIG_KEY, save_tokenizer
+from tokenizer.loading import CONFIG_KEY, save_tokenizer
 from tokenizer.metrics import psnr, ssim
 from tokenizer.network.vae import CausalVAE
 from tokenizer.training.discriminator import Discriminator3d
@@ -286,7 +286,7 @@ class TokenizerModule(L.LightningModule):
                 save_tokenizer(self.ema.module, tmp)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        config = checkpoint.get(CONFIG_KEY, checkpoint.get(LEGACY_CONFIG_KEY))
+        config = checkpoint.get(CONFIG_KEY)
         if config is not None:
             for vae in (self.vae, self.ema.module):
                 vae.set_latent_stats(config["latent_mean"], config["latent_std"])

@@ -23,8 +23,10 @@ from tokenizer.network.vae import latent_size
 _TRAINING_ONLY = ("optimizer", "lr_scheduler")
 # Arguments built through the registry, and their registry kind.
 BUILT = {"backbone": "backbone", "diffusion": "diffusion"}
-# Deprecated argument names of checkpoints written before the vocabulary change (docs/CONVENTIONS.md).
-RENAMED = {"num_sample_steps": "num_inference_steps", "num_train_steps": "num_train_timesteps"}
+# Module arguments that name files of the machine that runs, not part of the model: the run's
+# outputs (export_path, media_dir) and local inputs (tokenizer, text_encoder, perceptual_weights).
+# On resume the run's config and command line decide them, never the checkpoint (docs/security.md).
+RUN_PATHS = ("export_path", "media_dir", "tokenizer", "text_encoder", "perceptual_weights")
 
 
 def max_latent_size(num_frames: int, size: int | Sequence[int]) -> list[int]:
@@ -84,20 +86,13 @@ def _class_paths(value: Any, where: str) -> Iterator[tuple[str, Any]]:
             yield from _class_paths(item, f"{where}[{i}]")
 
 
-def _renamed(value: Any) -> Any:
-    """``value`` with deprecated argument names replaced by the current ones."""
-    if isinstance(value, Mapping):
-        return {RENAMED.get(k, k): _renamed(v) for k, v in value.items()}
-    return value
-
-
 def checked_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
     """The checkpoint's hyperparameters with every named class checked against the registry.
 
     Raises:
         RefusedClassError: a class that is not registered (nothing has been imported).
     """
-    hparams = _renamed(dict(hparams))
+    hparams = dict(hparams)
     hparams.pop("_instantiator", None)  # never imported: the module is built here
     module_path = hparams.pop("_class_path", None)
     if module_path is not None:
@@ -114,6 +109,42 @@ def checked_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
                     "diffusion are built from a checkpoint"
                 )
     return hparams
+
+
+def resume_hparams(
+    saved: Mapping[str, Any], current: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """What a resumed run takes from its checkpoint's (checked) hyperparameters.
+
+    The checkpoint restores the model it holds (architecture, diffusion, sampling settings: its
+    weights only fit those); the run's config and command line keep every :data:`RUN_PATHS`
+    value. Returns the hyperparameters to merge, the keys where the checkpoint replaces a
+    different configured value, and the path keys where the configured value is kept though the
+    checkpoint's differs (both for a warning).
+    """
+    merged, replaced, kept = {}, [], []
+    for key, value in saved.items():
+        differs = key in current and plain_hparams(current[key]) != plain_hparams(value)
+        if key in RUN_PATHS:
+            kept += [key] if differs else []
+            continue
+        merged[key] = value
+        replaced += [key] if differs else []
+    return merged, sorted(replaced), sorted(kept)
+
+
+def plain_hparams(value: Any) -> Any:
+    """Hyperparameters as JSON-able data (Namespaces to dicts, tuples to lists, other objects
+    to their ``repr``)."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, Mapping):
+        return {str(k): plain_hparams(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_hparams(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     upscale = sub.add_parser(
         "sr", help="a super-resolution stage against bicubic upsampling, on ground-truth clips"
     )
-    upscale.add_argument("checkpoint", help="the SR stage's checkpoint (.ckpt)")
+    upscale.add_argument("checkpoint", help="the SR stage's checkpoint or walt.export model folder")
     upscale.add_argument("reference", help="ground-truth videos at the stage's resolution")
     upscale.add_argument("--num-clips", type=_positive, default=32)
     upscale.add_argument("--batch-size", type=_positive, default=8)
@@ -277,10 +277,10 @@ def run_drift(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
 
 
 def run_sr(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
-    from walt.core.loading import load_walt_checkpoint
+    from walt.core.loading import load_walt_module
     from walt.evaluate.super_resolution import evaluate_super_resolution, mean_gain
 
-    module = load_walt_checkpoint(args.checkpoint, map_location=args.device).eval()
+    module = load_walt_module(args.checkpoint, map_location=args.device).eval()
     # Deterministic DDIM, so the score does not depend on the sampler the stage was trained with.
     changes = {"sampler": "ddim", "sampler_options": {"eta": 0.0}}
     for name in ("num_inference_steps", "noise_level"):

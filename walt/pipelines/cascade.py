@@ -51,7 +51,7 @@ class SRStage:
 
 
 def load_stage(path: str | Path, *, device: str = "cpu") -> SRStage:
-    """An SR stage from a Lightning checkpoint or a ``walt.export`` safetensors file (through
+    """An SR stage from a Lightning checkpoint or a ``walt.export`` model folder or file (through
     ``common.registry``: the file never chooses code), sampling as the module does."""
     module = load_walt_module(path, map_location=device).eval()
     if not getattr(module, "is_super_resolution", False):

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from common.atomic import atomic_path
 from walt.core.generation import check_finite, sampling_stream
-from walt.core.loading import load_walt_checkpoint
+from walt.core.loading import load_walt_module
 from walt.core.sampling import SamplingConfig
 from walt.core.sr_comparison import comparison_sheet
 from walt.diffusion.frame_masks import keyframe_indices
@@ -67,7 +67,7 @@ class VideoPipeline:
         """Load the checkpoints (through ``common.registry``; the file never chooses code)."""
         module = None
         if settings.mode != "upscale":
-            module = load_walt_checkpoint(settings.checkpoint, map_location=device)
+            module = load_walt_module(settings.checkpoint, map_location=device)
             module = module.eval()
         stages = [load_stage(p, device=device) for p in settings.sr_checkpoints or []]
         return cls(module=module, checkpoint=settings.checkpoint, sr_stages=stages)
