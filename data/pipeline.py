@@ -27,13 +27,17 @@ import braceexpand
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import tarfile_samples
 
-from data.samples import SampleSpec, collate, decode_sample, route
+from data.samples import ArrayShapes, SampleSpec, collate, decode_sample, route
 
 _ROUTED_WITHOUT_MATCH = 1000  # routed-away samples in a row before an all-wrong-kind error
 
 
 class BadSampleWarning(UserWarning):
     """A sample (or shard) could not be used and was skipped."""
+
+
+class LatentShapeWarning(UserWarning):
+    """Precomputed latents disagree with the data module's ``num_frames`` / ``size``."""
 
 
 class TooManyFailuresError(RuntimeError):
@@ -215,6 +219,7 @@ class WebVideoStream(IterableDataset):
         self, raw: Iterator[dict[str, Any]], rng: random.Random, state: _Counter
     ) -> Iterator[dict[str, Any]]:
         routed_in_a_row = 0
+        shapes = ArrayShapes(expected_latents=self.spec.latent_shape)
         for sample in raw:
             where = route(sample, self.spec.kind)
             if where == "other":
@@ -233,10 +238,16 @@ class WebVideoStream(IterableDataset):
                 if where == "none":
                     fields = sorted(k for k in sample if not k.startswith("__"))
                     raise ValueError(f"no image, video or latents field (fields: {fields})")
-                decoded = decode_sample(sample, self.spec, rng)
+                decoded = decode_sample(sample, self.spec, rng, shapes)
             except Exception as error:  # any bad media must not stop training
                 state.fail(f"sample {sample.get('__key__')!r} in shard {state.url}: {error!r}")
                 continue
+            if shapes.note is not None:
+                warnings.warn(
+                    f"{self.spec.kind} stream ({state.where}): sample {decoded['key']!r} in shard "
+                    f"{state.url}: {shapes.note}", LatentShapeWarning, stacklevel=2,
+                )
+                shapes.note = None
             state.produced += 1
             yield decoded
         if state.produced == 0 and state.seen == 0 and state.routed > 0:
