@@ -19,7 +19,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -42,24 +42,28 @@ def temporary_target(name: str) -> str | None:
     return target
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, pattern: str) -> list[Path]:
-    """Remove temporaries left in ``folder`` by a killed writer of files matching ``pattern``.
+def remove_stale_temporaries(
+    folder: str | os.PathLike, patterns: str | Sequence[str]
+) -> list[Path]:
+    """Remove temporaries left in ``folder`` by a killed writer of files matching ``patterns``.
 
     Call it when a writer starts, before it writes anything: the temporaries of files matching
-    ``pattern`` (an ``fnmatch`` pattern of file names, e.g. ``shard-*.tar``) are then left-overs
+    ``patterns`` (``fnmatch`` patterns of file names, e.g. ``shard-*.tar``) are then left-overs
     of an earlier run of the same writer. Returns the removed paths.
 
     Args:
         folder: the folder the writer writes into (a missing folder holds nothing).
-        pattern: the names of the files that writer writes.
+        patterns: the names of the files that writer writes.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     removed = []
     for path in sorted(folder.iterdir()):
         target = temporary_target(path.name)
-        if target is not None and fnmatch.fnmatchcase(target, pattern) and path.is_file():
+        mine = target is not None and any(fnmatch.fnmatchcase(target, p) for p in patterns)
+        if mine and path.is_file():
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -19,7 +19,14 @@ from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch.utils.data import DataLoader, IterableDataset
 
 from data.decode import DEFAULT_MAX_PIXELS
-from data.pipeline import FailureGuard, StreamOptions, WebVideoStream, expand_urls
+from data.pipeline import (
+    FAILURE_CHECK_AFTER,
+    MAX_FAILURE_FRACTION,
+    FailureGuard,
+    StreamOptions,
+    WebVideoStream,
+    expand_urls,
+)
 from data.samples import Kind, SampleSpec
 from data.transforms import as_size, check_zoom, check_zoom_choices
 
@@ -291,8 +298,8 @@ class WebVideoDataModule(pl.LightningDataModule):
         shuffle_buffer: int = 64,
         resampled: bool = False,
         epoch_length: int | None = None,
-        max_failure_fraction: float = 0.1,
-        failure_check_after: int = 100,
+        max_failure_fraction: float = MAX_FAILURE_FRACTION,
+        failure_check_after: int = FAILURE_CHECK_AFTER,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         load_pixels: bool = True,
         num_classes: int | None = None,

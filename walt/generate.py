@@ -29,6 +29,7 @@ from typing import Any
 from walt.core.loading import load_walt_checkpoint
 from walt.lightning import WALTModule
 from walt.pipelines import MODES, GenerationSettings, VideoPipeline
+from walt.pipelines.outputs import prepare_output_folder
 from walt.samplers import sampler_names
 from walt.samplers.guidance import GUIDANCE_SCHEDULES
 
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="clips sampled together")
     parser.add_argument("--seed", type=int, default=0, help="seed of the run")
     parser.add_argument("--png-frames", action="store_true", help="also write every frame as PNG")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--out holds an earlier run: remove that run's files first")
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
@@ -131,6 +134,7 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
 def main(argv: list[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
+    prepare_output_folder(args.out, overwrite=args.overwrite)
     pipe = VideoPipeline.from_settings(settings, device=args.device)
     inputs = pipe.module.inputs if pipe.module is not None else None
     if inputs is not None and inputs.labels and not settings.labels:
