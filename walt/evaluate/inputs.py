@@ -47,7 +47,7 @@ from data.make_shards import media_files, sample_key
 from data.pipeline import expand_urls, skip_unreadable
 from data.samples import media_field
 from data.transforms import frames_to_pixels
-from walt.pipelines.outputs import MANIFEST, RUN_FILE
+from walt.pipelines.outputs import CLIP_FILE, MANIFEST, RUN_FILE
 
 Kind = Literal["video", "image"]
 
@@ -88,8 +88,7 @@ def folder_media(root: Path) -> list[Path]:
     """The media files of a folder, one per key: where several files share a key (``walt.generate``
     writes ``sample_000.mp4`` and its ``sample_000.gif`` preview), the GIF is left out, since a
     palette GIF is a lossy preview (and merges repeated frames); otherwise the first by path."""
-    files = media_files(root)
-    check_run_files(root, files)
+    files = run_clips(root, media_files(root))
     chosen: dict[str, Path] = {}
     for path in files:
         key = sample_key(path.relative_to(root).as_posix())
@@ -99,25 +98,28 @@ def folder_media(root: Path) -> list[Path]:
     return sorted(chosen.values())
 
 
-def check_run_files(root: Path, files: list[Path]) -> None:
-    """Refuse a generated folder (one holding ``clips.json``) whose run-named media files
-    (``sample_XXX.mp4`` ...) are not all in its list: they are an earlier run's, and would be
-    scored as this run's."""
+def run_clips(root: Path, files: list[Path]) -> list[Path]:
+    """``files`` of a folder, checked when it is a generated run's (it holds ``clips.json``):
+    its clip-named files (``sample_XXX.mp4`` ...) must all be in that list, or they are an
+    earlier run's and are refused (they would be scored as this run's); the run's contact
+    sheets are left out (they are not samples)."""
     manifest = root / MANIFEST
     if not manifest.is_file():
-        return
+        return files
     try:
         listed = set(json.loads(manifest.read_text())["files"])
     except (ValueError, KeyError, TypeError) as error:
         raise StaleRunFileError(f"{manifest}: unreadable clip list ({error!r})") from None
     relative = [path.relative_to(root).as_posix() for path in files]
-    stale = [name for name in relative if RUN_FILE.fullmatch(name) and name not in listed]
+    stale = [name for name in relative if CLIP_FILE.fullmatch(name) and name not in listed]
     if stale:
         shown = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
         raise StaleRunFileError(
             f"{root} holds {shown}, which its run did not write ({MANIFEST}): files of an earlier "
             "run; regenerate with --overwrite or remove them"
         )
+    return [p for p, name in zip(files, relative) if CLIP_FILE.fullmatch(name)
+            or not RUN_FILE.fullmatch(name)]
 
 
 def count_media(source: str | Path) -> int | None:

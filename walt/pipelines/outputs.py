@@ -28,10 +28,11 @@ from walt.media import contact_sheet, write_gif
 
 GIF_MAX_FRAMES = 48  # longer clips are subsampled evenly in the gif (and the contact sheet)
 MANIFEST = "clips.json"  # the clip files of the run, written once they are all complete
-# Every file a generation run writes, by its path relative to the run's folder.
+# The clip files of a generation run, and every file it writes, by path relative to its folder.
+CLIP_FILE = re.compile(r"sample_\d{3,}\.(mp4|gif)|sample_\d{3,}/frame_\d{5,}\.png")
 RUN_FILE = re.compile(
-    r"(settings\.json|samples\.pt|contact_sheet\.png|cascade_sheet\.png|clips\.json"
-    r"|sample_\d{3,}\.(mp4|gif)|sample_\d{3,}/frame_\d{5,}\.png)"
+    r"settings\.json|samples\.pt|contact_sheet\.png|cascade_sheet\.png|clips\.json"
+    rf"|{CLIP_FILE.pattern}"
 )
 
 
