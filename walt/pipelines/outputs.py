@@ -63,11 +63,13 @@ def prepare_output_folder(out: str | Path, *, overwrite: bool = False) -> Path:
     else in the folder stays). Temporaries a killed run left are removed either way.
 
     Args:
-        out: the run's folder (created when missing).
+        out: the run's folder (a missing one is left to the writer to create: a run refused
+            later, e.g. for its checkpoint, leaves nothing behind).
         overwrite: remove an earlier run's files instead of refusing.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.is_dir():
+        return out
     remove_stale_temporaries(out, RUN_NAMES)
     for folder in out.glob("sample_*/"):
         remove_stale_temporaries(folder, "frame_*.png")
@@ -109,7 +111,9 @@ class ClipSink:
         self, out: str | Path, *, num_clips: int, total_frames: int, size: tuple[int, int],
         fps: float, png_frames: bool = False, captions: list[str] | None = None,
     ) -> None:
-        self.out = prepare_output_folder(out)
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        prepare_output_folder(self.out)
         self.num_clips, self.total, self.fps = num_clips, total_frames, fps
         self.png_frames, self.captions = png_frames, captions
         self.written = [0] * num_clips
