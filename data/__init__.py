@@ -18,6 +18,7 @@ _EXPORTS = {
     "StreamOptions": "data.pipeline",
     "BadSampleWarning": "data.pipeline",
     "TooManyFailuresError": "data.pipeline",
+    "LatentShapeWarning": "data.pipeline",
     "FailureGuard": "data.pipeline",
     "assign_shards": "data.pipeline",
     "ShardSink": "data.shards",

@@ -19,17 +19,31 @@ from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch.utils.data import DataLoader, IterableDataset
 
 from data.decode import DEFAULT_MAX_PIXELS
-from data.pipeline import FailureGuard, StreamOptions, WebVideoStream, expand_urls
+from data.pipeline import (
+    FAILURE_CHECK_AFTER,
+    MAX_FAILURE_FRACTION,
+    FailureGuard,
+    StreamOptions,
+    WebVideoStream,
+    expand_urls,
+)
 from data.samples import Kind, SampleSpec
 from data.transforms import as_size, check_zoom, check_zoom_choices
 
 Urls = str | list[str] | None
 
 
+# The tokenizer's compression (W.A.L.T Sec. 3.1): the causal VAE keeps the first frame and
+# compresses each following group of TEMPORAL_FACTOR frames, and SPATIAL_FACTOR x SPATIAL_FACTOR
+# pixels, into one latent position.
+TEMPORAL_FACTOR = 4
+SPATIAL_FACTOR = 8
+
+
 def check_num_frames(num_frames: int) -> int:
     """``num_frames`` must be ``1 + 4k`` (the causal VAE keeps the first frame and compresses
     each following group of 4 frames into one latent frame, W.A.L.T Sec. 3.1)."""
-    if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % 4:
+    if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % TEMPORAL_FACTOR:
         raise ValueError(
             f"num_frames must be 1 + 4k (1, 5, 9, 13, 17, ...), got {num_frames!r}; "
             "use num_frames_k=k to give k instead"
@@ -41,9 +55,17 @@ def check_size(size: int | tuple[int, int]) -> tuple[int, int]:
     """``(H, W)`` from ``size``; both must be multiples of 8 (the tokenizer's spatial factor,
     ``H = 8h``, W.A.L.T Sec. 3.1)."""
     pair = as_size(size)
-    if any(side % 8 for side in pair):
+    if any(side % SPATIAL_FACTOR for side in pair):
         raise ValueError(f"size must be divisible by 8 (H = 8h, W = 8w), got {size!r}")
     return pair
+
+
+def latent_shape(num_frames: int, size: tuple[int, int]) -> tuple[int, int, int]:
+    """Latent ``(t, h, w)`` of clips of ``num_frames`` frames at ``size`` (``(H, W)``)."""
+    return (
+        1 + (num_frames - 1) // TEMPORAL_FACTOR, size[0] // SPATIAL_FACTOR,
+        size[1] // SPATIAL_FACTOR,
+    )
 
 
 def check_even_shards(num_shards: int, *, rank: int, world_size: int, name: str) -> None:
@@ -241,6 +263,13 @@ class WebVideoDataModule(pl.LightningDataModule):
             or image is skipped, counted as a bad sample, before anything is decoded; ``None``
             disables the cap.
         load_pixels: decode media; False reads only precomputed ``latents`` (and text arrays).
+            Latents whose ``(t, h, w)`` disagree with ``num_frames`` and ``size`` (for the 4x
+            temporal, 8x spatial tokenizer) are reported once per reader
+            (``LatentShapeWarning``); a latent whose shape differs from the reader's earlier
+            ones is a bad sample.
+        num_classes: the model's number of classes: a sample whose ``cls`` lies outside
+            ``[-1, num_classes)`` is a bad sample, skipped and counted, instead of an error in
+            the model (``None``: labels are checked only to fit int64).
         pin_memory: pin batches in page-locked memory (for GPU training).
         rank: override the rank used to split shards (default: the trainer's, else
             ``torch.distributed``'s, else 0).
@@ -269,10 +298,11 @@ class WebVideoDataModule(pl.LightningDataModule):
         shuffle_buffer: int = 64,
         resampled: bool = False,
         epoch_length: int | None = None,
-        max_failure_fraction: float = 0.1,
-        failure_check_after: int = 100,
+        max_failure_fraction: float = MAX_FAILURE_FRACTION,
+        failure_check_after: int = FAILURE_CHECK_AFTER,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         load_pixels: bool = True,
+        num_classes: int | None = None,
         pin_memory: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
@@ -288,7 +318,8 @@ class WebVideoDataModule(pl.LightningDataModule):
             frame_stride=frame_stride, target_fps=target_fps, short_clip=short_clip,
             max_failure_fraction=max_failure_fraction,
             at_least_one={"batch_size": batch_size, "image_batch_size": image_batch_size,
-                          "epoch_length": epoch_length, "max_pixels": max_pixels},
+                          "epoch_length": epoch_length, "max_pixels": max_pixels,
+                          "num_classes": num_classes},
             at_least_zero={"num_workers": num_workers, "shuffle_buffer": shuffle_buffer,
                            "failure_check_after": failure_check_after},
         )
@@ -305,6 +336,7 @@ class WebVideoDataModule(pl.LightningDataModule):
         self.resampled, self.epoch_length = resampled, epoch_length
         self.max_failure_fraction, self.failure_check_after = max_failure_fraction, failure_check_after
         self.load_pixels, self.pin_memory = load_pixels, pin_memory
+        self.num_classes = num_classes
         self.rank_override, self.world_size_override = rank, world_size
         self.streams: dict[str, dict[str, WebVideoStream]] = {"train": {}, "val": {}}
         self._train_loaders: dict[str, EpochLoader] = {}
@@ -383,9 +415,10 @@ class WebVideoDataModule(pl.LightningDataModule):
         self, split: str, kind: Kind, urls: Urls, rank: int, world_size: int
     ) -> WebVideoStream:
         train = split == "train"
+        num_frames = self.num_frames if kind == "video" else 1
         spec = SampleSpec(
             kind=kind,
-            num_frames=self.num_frames if kind == "video" else 1,
+            num_frames=num_frames,
             size=self.size,
             frame_stride=(tuple(self.frame_stride) if isinstance(self.frame_stride, list)
                           else self.frame_stride),
@@ -396,6 +429,8 @@ class WebVideoDataModule(pl.LightningDataModule):
             max_pixels=self.max_pixels,
             zoom=self.zoom if train else None,
             zoom_choices=self.zoom_choices if train else None,
+            num_classes=self.num_classes,
+            latent_shape=None if self.load_pixels else latent_shape(num_frames, self.size),
         )
         options = StreamOptions(
             batch_size=self.batch_sizes[kind],

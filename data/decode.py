@@ -12,6 +12,7 @@ Matroska) and streams whose first timestamp is not zero work the same way: targe
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import io
 import math
@@ -62,6 +63,16 @@ def check_pixels(width: int, height: int, *, max_pixels: int | None) -> None:
             f"frame size {width}x{height} ({width * height} pixels) is over "
             f"max_pixels={max_pixels}; not decoded"
         )
+
+
+@contextlib.contextmanager
+def naming_file(name: str) -> Iterator[None]:
+    """Re-raise the pixel cap's refusal (:class:`MediaTooLargeError`) with ``name`` (the file)
+    in its message, for readers of files: the decoders see only bytes."""
+    try:
+        yield
+    except MediaTooLargeError as error:
+        raise MediaTooLargeError(f"{name}: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,7 @@ def probe_video(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> 
             frame, before anything is decoded; ``None`` disables the cap.
     """
     with av.open(io.BytesIO(data)) as container:
-        stream = _open_video_stream(container, max_pixels=max_pixels)
+        stream = open_video_stream(container, max_pixels=max_pixels)
         fps = _stream_fps(stream)
         duration = _stream_duration(container, stream)
         first = next(container.decode(stream), None)
@@ -175,7 +186,7 @@ def decode_clip(
     """
     rng = rng if rng is not None else random.Random()
     with av.open(io.BytesIO(data)) as container:
-        stream = _open_video_stream(container, max_pixels=max_pixels)
+        stream = open_video_stream(container, max_pixels=max_pixels)
         source_fps = _stream_fps(stream)
         stride = choose_stride(source_fps, frame_stride=frame_stride, target_fps=target_fps)
         dt = 1.0 / source_fps
@@ -271,10 +282,11 @@ def frame_to_rgb(frame: av.VideoFrame, *, reformatter: VideoReformatter | None =
     return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
 
-def _open_video_stream(
+def open_video_stream(
     container: av.container.InputContainer, *, max_pixels: int | None
 ) -> av.VideoStream:
-    """The first video stream with its decoder opened under the ``max_pixels`` cap.
+    """The first video stream with its decoder opened under the ``max_pixels`` cap: every
+    reader of video files opens its stream here, so the cap holds in every decoder.
 
     The container header is checked first (a clear error, nothing decoded). A header can
     disagree with the bitstream, so FFmpeg's decoder also gets a backstop ``max_pixels`` option

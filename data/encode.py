@@ -16,7 +16,13 @@ from av.video.reformatter import VideoReformatter
 from einops import rearrange
 
 from common.atomic import atomic_open
-from data.decode import _stream_fps, _video_stream, frame_to_rgb, ordered_frames
+from data.decode import (
+    DEFAULT_MAX_PIXELS,
+    _stream_fps,
+    frame_to_rgb,
+    open_video_stream,
+    ordered_frames,
+)
 from data.transforms import frames_to_pixels
 
 # Keyframe spacing of re-encoded training videos. A clip that starts at a random time decodes
@@ -149,13 +155,17 @@ def open_mp4(path: str | Path, *, height: int, width: int, fps: float = 8.0) -> 
         yield write
 
 
-def reencode_video(data: bytes, *, size: int, fps: float, keep_aspect: bool = False) -> bytes:
+def reencode_video(
+    data: bytes, *, size: int, fps: float, keep_aspect: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> bytes:
     """Re-encode a video to ``size x size`` (cover-resize, centre crop) at ``fps``; with
     ``keep_aspect``, resize so the short side is ``size`` and keep the whole frame (the long
-    side rounded to even), so training crops can still move across it."""
+    side rounded to even), so training crops can still move across it. A video over
+    ``max_pixels`` per frame is refused (``data.decode.MediaTooLargeError``)."""
     out: list[np.ndarray] = []
     with av.open(io.BytesIO(data)) as container:
-        stream = _video_stream(container)
+        stream = open_video_stream(container, max_pixels=max_pixels)
         dt = 1.0 / _stream_fps(stream)
         next_time: float | None = None
         reformatter = VideoReformatter()

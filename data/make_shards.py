@@ -111,12 +111,14 @@ class ShardReport:
         paths: complete shard files.
         failed: ``"path: reason"`` for each skipped file.
         renamed: ``"path: key"`` for each file whose key was changed by a collision.
+        removed: shards of an earlier run of the pattern, numbered past this run's, removed.
     """
 
     written: int = 0
     paths: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     renamed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
 
 def sample_key(relative: str) -> str:
@@ -142,9 +144,15 @@ def unique_key(relative: str, taken: set[str]) -> str:
 
 
 def media_files(source: Path) -> list[Path]:
-    """Video and image files under ``source``, sorted."""
+    """Video and image files under ``source``, sorted. Hidden files and folders (a name
+    starting with ``.``) are left out: the temporary files of an interrupted write are hidden
+    (``common.atomic``), and so are editors' and file managers' own files."""
     extensions = {f".{ext}" for ext in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS}
-    return sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+    return sorted(
+        p for p in source.rglob("*")
+        if p.is_file() and p.suffix.lower() in extensions
+        and not any(part.startswith(".") for part in p.relative_to(source).parts)
+    )
 
 
 def build_sample(
@@ -167,7 +175,9 @@ def build_sample(
         info = probe_video(data, max_pixels=max_pixels)
         if reencode is not None:
             size, fps = reencode
-            data, ext = reencode_video(data, size=size, fps=fps, keep_aspect=keep_aspect), "mp4"
+            data = reencode_video(data, size=size, fps=fps, keep_aspect=keep_aspect,
+                                  max_pixels=max_pixels)
+            ext = "mp4"
             info = probe_video(data, max_pixels=max_pixels)
         meta.update(kind="video", fps=info.fps, width=info.width, height=info.height)
         meta["frames"] = info.num_frames
@@ -230,7 +240,7 @@ def write_shards(
         report: filled in as shards complete, so a caller can report an interrupted run.
 
     Returns:
-        ``{"written", "shards", "paths", "failed", "renamed", "pattern"}``.
+        ``{"written", "shards", "paths", "failed", "renamed", "removed", "pattern"}``.
     """
     if not source.is_dir():
         raise FileNotFoundError(f"source folder not found: {source}")
@@ -259,8 +269,10 @@ def write_shards(
             report.paths[:], report.written = sink.paths, sink.samples
         sink.close()
         report.paths[:], report.written = sink.paths, sink.samples
+        report.removed[:] = sink.removed
     return {"written": report.written, "shards": len(report.paths), "paths": list(report.paths),
-            "failed": report.failed, "renamed": report.renamed, "pattern": pattern}
+            "failed": report.failed, "renamed": report.renamed, "removed": report.removed,
+            "pattern": pattern}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,12 +318,15 @@ def _print_report(report: ShardReport, pattern: str, *, interrupted: BaseExcepti
         print(f"skipped {line}", file=sys.stderr)
     for line in report.renamed:
         print(f"renamed {line} (key collision)", file=sys.stderr)
+    for line in report.removed:
+        print(f"removed {line} (a shard of an earlier, larger run of the pattern)", file=sys.stderr)
     if interrupted is not None:
         print(f"interrupted ({interrupted!r}): the shard being written was discarded; the "
               f"complete shards below are valid", file=sys.stderr)
     print(
         f"wrote {report.written} samples into {len(report.paths)} shard(s) ({pattern}); "
-        f"skipped {len(report.failed)} file(s); renamed {len(report.renamed)} key(s)"
+        f"skipped {len(report.failed)} file(s); renamed {len(report.renamed)} key(s); removed "
+        f"{len(report.removed)} stale shard(s)"
     )
 
 

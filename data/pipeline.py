@@ -18,22 +18,29 @@ from __future__ import annotations
 import math
 import random
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import braceexpand
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import tarfile_samples
 
-from data.samples import SampleSpec, collate, decode_sample, route
+from data.samples import ArrayShapes, SampleSpec, collate, decode_sample, route
 
 _ROUTED_WITHOUT_MATCH = 1000  # routed-away samples in a row before an all-wrong-kind error
+# Defaults of the failure guard (the loader's, and the folder tools' through skip_unreadable).
+MAX_FAILURE_FRACTION = 0.1
+FAILURE_CHECK_AFTER = 100
 
 
 class BadSampleWarning(UserWarning):
     """A sample (or shard) could not be used and was skipped."""
+
+
+class LatentShapeWarning(UserWarning):
+    """Precomputed latents disagree with the data module's ``num_frames`` / ``size``."""
 
 
 class TooManyFailuresError(RuntimeError):
@@ -215,6 +222,7 @@ class WebVideoStream(IterableDataset):
         self, raw: Iterator[dict[str, Any]], rng: random.Random, state: _Counter
     ) -> Iterator[dict[str, Any]]:
         routed_in_a_row = 0
+        shapes = ArrayShapes(expected_latents=self.spec.latent_shape)
         for sample in raw:
             where = route(sample, self.spec.kind)
             if where == "other":
@@ -233,10 +241,16 @@ class WebVideoStream(IterableDataset):
                 if where == "none":
                     fields = sorted(k for k in sample if not k.startswith("__"))
                     raise ValueError(f"no image, video or latents field (fields: {fields})")
-                decoded = decode_sample(sample, self.spec, rng)
+                decoded = decode_sample(sample, self.spec, rng, shapes)
             except Exception as error:  # any bad media must not stop training
                 state.fail(f"sample {sample.get('__key__')!r} in shard {state.url}: {error!r}")
                 continue
+            if shapes.note is not None:
+                warnings.warn(
+                    f"{self.spec.kind} stream ({state.where}): sample {decoded['key']!r} in shard "
+                    f"{state.url}: {shapes.note}", LatentShapeWarning, stacklevel=2,
+                )
+                shapes.note = None
             state.produced += 1
             yield decoded
         if state.produced == 0 and state.seen == 0 and state.routed > 0:
@@ -308,6 +322,51 @@ class FailureGuard:
                 f"({self.failed / self.seen:.1%} > max_failure_fraction="
                 f"{self.max_failure_fraction}); last: {last}"
             )
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def skip_unreadable(
+    items: Iterable[Item],
+    read: Callable[[Item], Result],
+    *,
+    name: Callable[[Item], str],
+    what: str,
+    skip_quietly: tuple[type[Exception], ...] = (),
+    guard: FailureGuard | None = None,
+) -> Iterator[tuple[Item, Result]]:
+    """``(item, read(item))`` for each item that can be read, for tools that read files one by
+    one: an item whose ``read`` raises is skipped with a :class:`BadSampleWarning` naming it,
+    and the loader's failure guard stops the run (:class:`TooManyFailuresError`) once too large
+    a fraction failed.
+
+    Args:
+        items: what to read (files, media items).
+        read: decodes one item; any exception makes it a bad item.
+        name: the item's name for messages (its path).
+        what: the tool and source, for the guard's message.
+        skip_quietly: exceptions that skip the item without counting it as bad (a video
+            shorter than the clip: nothing is wrong with the file).
+        guard: the failure guard (default: the loader's default fraction and count).
+    """
+    guard = guard or FailureGuard(
+        max_failure_fraction=MAX_FAILURE_FRACTION, failure_check_after=FAILURE_CHECK_AFTER
+    )
+    for item in items:
+        try:
+            result = read(item)
+        except skip_quietly as error:
+            warnings.warn(f"skipping {name(item)}: {error}", BadSampleWarning, stacklevel=2)
+            continue
+        except Exception as error:  # one unreadable file must not stop the tool
+            message = f"{name(item)}: {error!r}"
+            warnings.warn(f"skipping unreadable {message}", BadSampleWarning, stacklevel=2)
+            guard.add(seen=1, failed=1, what=what, last=message)
+            continue
+        guard.add(seen=1, failed=0, what=what, last="")
+        yield item, result
 
 
 class _Counter:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,6 +30,11 @@ from data.transforms import draw_zoom, frames_to_pixels
 
 Kind = Literal["video", "image"]
 ARRAY_FIELDS: tuple[str, ...] = ("latents", "text_emb", "text_mask", "lowres_latents")
+# Dimensions of each array field: latents (c, t, h, w), text_emb (L, E), text_mask (L,).
+ARRAY_NDIM: dict[str, int] = {"latents": 4, "text_emb": 2, "text_mask": 1, "lowres_latents": 4}
+NO_LABEL = -1  # the batch's label of a sample without ``cls`` (the null label)
+_LABEL_MAX = 2**63 - 1  # labels are batched as int64
+_DECIMAL = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: int() also takes "1_0" and "٣"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,10 @@ class SampleSpec:
             ``z x size``, ``z ~ U(low, high)``, before its random crop (``None``: no zoom).
         zoom_choices: training zoom set: ``z`` is drawn uniformly from it instead (exclusive
             with ``zoom``).
+        num_classes: labels must lie in ``[-1, num_classes)``; a sample outside is a bad sample
+            (``None``: any label from -1 up that fits int64).
+        latent_shape: the ``(t, h, w)`` that latents of ``num_frames`` frames at ``size`` have;
+            latents of another shape are reported once per reader (``None``: not checked).
     """
 
     kind: Kind
@@ -64,6 +74,43 @@ class SampleSpec:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     zoom: tuple[float, float] | None = None
     zoom_choices: tuple[float, ...] | None = None
+    num_classes: int | None = None
+    latent_shape: tuple[int, int, int] | None = None
+
+
+class ArrayShapes:
+    """The shapes of the precomputed arrays one reader has decoded, so a batch never mixes two.
+
+    The first sample's shape of each field is the reference; a later sample whose array has
+    another shape is a bad sample (it would fail the batch's stack). When the first latents
+    disagree with ``spec.latent_shape``, ``note`` says so once, for the reader to warn.
+
+    Args:
+        expected_latents: ``(t, h, w)`` the data settings imply, or ``None``.
+    """
+
+    def __init__(self, *, expected_latents: tuple[int, int, int] | None) -> None:
+        self.expected_latents = expected_latents
+        self.reference: dict[str, tuple[int, ...]] = {}
+        self.note: str | None = None
+
+    def check(self, field: str, array: np.ndarray) -> None:
+        """Raise ValueError when ``array`` has another shape than the reference of ``field``."""
+        shape = tuple(array.shape)
+        first = field not in self.reference
+        reference = self.reference.setdefault(field, shape)
+        if shape != reference:
+            raise ValueError(
+                f"{field} has shape {shape} but the earlier samples of this reader have "
+                f"{reference}; a batch cannot mix them"
+            )
+        expected = self.expected_latents
+        if first and field == "latents" and expected is not None and shape[1:] != expected:
+                self.note = (
+                    f"latents of shape {shape} (t, h, w = {shape[1:]}) but num_frames and size "
+                    f"give latents (t, h, w) = {expected} (with a 4x temporal, 8x spatial "
+                    "tokenizer): were these shards precomputed at another num_frames / size?"
+                )
 
 
 def media_field(sample: dict[str, Any], extensions: tuple[str, ...]) -> str | None:
@@ -109,11 +156,19 @@ def parse_meta(sample: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) -> dict[str, Any]:
-    """Decode one sample of ``spec.kind``; raises (naming the problem) on bad media or fields."""
+def decode_sample(
+    sample: dict[str, Any], spec: SampleSpec, rng: random.Random,
+    shapes: ArrayShapes | None = None,
+) -> dict[str, Any]:
+    """Decode one sample of ``spec.kind``; raises (naming the problem) on bad media or fields.
+
+    Every field is checked here (label range and type, array dtypes, dimensions, finiteness and,
+    with ``shapes``, shapes against the reader's earlier samples), so a batch is never built
+    from a sample that would break it.
+    """
     out: dict[str, Any] = {
         "key": sample["__key__"],
-        "label": _label(sample),
+        "label": _label(sample, spec.num_classes),
         "caption": _text(sample, "txt").strip() if "txt" in sample else "",
         "fps": 0.0,
         "stride": 1,
@@ -123,6 +178,8 @@ def decode_sample(sample: dict[str, Any], spec: SampleSpec, rng: random.Random) 
     for field in ARRAY_FIELDS:
         array = _array(sample, field)
         if array is not None:
+            if shapes is not None:
+                shapes.check(field, array)
             out[field] = array
     if not spec.load_pixels:
         if "latents" not in out:
@@ -215,17 +272,47 @@ def _text(sample: dict[str, Any], field: str) -> str:
         raise ValueError(f"malformed {field} member: not UTF-8 text ({error})") from None
 
 
-def _label(sample: dict[str, Any]) -> int:
+def _label(sample: dict[str, Any], num_classes: int | None) -> int:
+    """The ``cls`` member as a class index in ``[-1, num_classes)`` (``-1``: no label)."""
     if "cls" not in sample:
-        return -1
+        return NO_LABEL
     text = _text(sample, "cls").strip()
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"malformed cls member: must be an integer, got {text[:40]!r}") from None
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(
+            f"malformed cls member: must be a decimal integer, got {text[:40]!r}"
+        )
+    label = int(text)
+    high = _LABEL_MAX if num_classes is None else num_classes - 1
+    if not NO_LABEL <= label <= high:
+        limit = "int64" if num_classes is None else f"num_classes={num_classes}"
+        raise ValueError(
+            f"malformed cls member: class {text[:40]} is outside [{NO_LABEL}, {high}] ({limit})"
+        )
+    return label
 
 
 def _array(sample: dict[str, Any], field: str) -> np.ndarray | None:
+    """The field's array, checked: its dimensions, a float dtype (bool or integer for
+    ``text_mask``) and finite values; floats come back as float32, masks as bool."""
+    array = _load_array(sample, field)
+    if array is None:
+        return None
+    if array.ndim != ARRAY_NDIM[field]:
+        raise ValueError(
+            f"{field} must have {ARRAY_NDIM[field]} dimensions, got shape {tuple(array.shape)}"
+        )
+    if field == "text_mask":
+        if array.dtype.kind not in "biu":
+            raise ValueError(f"text_mask must be bool or integer, got dtype {array.dtype}")
+        return array.astype(bool)
+    if array.dtype.kind != "f":
+        raise ValueError(f"{field} must be a float array, got dtype {array.dtype}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{field} holds NaN or infinite values")
+    return array.astype(np.float32, copy=False)
+
+
+def _load_array(sample: dict[str, Any], field: str) -> np.ndarray | None:
     if f"{field}.npy" in sample:
         return np.load(io.BytesIO(sample[f"{field}.npy"]), allow_pickle=False)
     if f"{field}.safetensors" in sample:

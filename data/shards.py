@@ -3,20 +3,58 @@
 A shard is written under a temporary name beside its final path and renamed onto it only
 once it is complete (``common.atomic``), so a Ctrl-C, a kill or a full disk never leaves a
 truncated shard under a final name: the shard being written is discarded, the finished ones
-stay.
+stay. A writer starting on a pattern removes the temporaries a killed writer of the same
+pattern left; one that completes removes the shards of the same pattern numbered past its own
+(an earlier, larger run's), with a :class:`StaleShardWarning`, so the pattern never holds a
+mix of two runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
+import warnings
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from common.atomic import atomic_open
+from common.atomic import atomic_open, remove_stale_temporaries
 
 if TYPE_CHECKING:
     import webdataset as wds
+
+
+class StaleShardWarning(UserWarning):
+    """Shards of an earlier run of the same pattern, numbered past this run's, were removed."""
+
+
+_FIELD = re.compile(r"%[-+ #0-9]*d")  # the printf field of a shard pattern
+
+
+def pattern_glob(pattern: str) -> str:
+    """The file-name glob of a printf shard pattern (``shard-%06d.tar`` -> ``shard-*.tar``)."""
+    return _FIELD.sub("*", Path(pattern).name, count=1)
+
+
+def numbered_shards(pattern: str) -> dict[int, Path]:
+    """The existing files named ``pattern % i``, by ``i``."""
+    folder, name = Path(pattern).parent, Path(pattern).name
+    before, _, after = _split(name)
+    number = re.compile(re.escape(before) + r"(\d+)" + re.escape(after))
+    found = {}
+    for path in folder.iterdir() if folder.is_dir() else ():
+        match = number.fullmatch(path.name)
+        if match and Path(pattern % int(match[1])).name == path.name:
+            found[int(match[1])] = path
+    return found
+
+
+def _split(name: str) -> tuple[str, str, str]:
+    match = _FIELD.search(name)
+    if match is None:
+        raise ValueError(f"pattern needs a printf field such as %06d in its file name, got {name!r}")
+    return name[: match.start()], match[0], name[match.end():]
 
 
 class ShardSink:
@@ -40,10 +78,13 @@ class ShardSink:
             raise ValueError(
                 f"max_samples must be >= 1 and max_bytes > 0, got {max_samples}, {max_bytes}"
             )
+        _split(Path(pattern).name)  # the field must be in the file name, not only the folder
         self.pattern, self.max_samples, self.max_bytes = pattern, max_samples, max_bytes
         self.mtime = mtime
         self.paths: list[str] = []  # complete shards, in order
         self.samples = 0  # samples in complete shards
+        self.removed: list[str] = []  # stale shards of an earlier run removed by close()
+        remove_stale_temporaries(Path(pattern).parent, pattern_glob(pattern))
         self._stack: contextlib.ExitStack | None = None
         self._tar: wds.TarWriter | None = None
         self._count, self._size = 0, 0
@@ -58,9 +99,22 @@ class ShardSink:
             self._finish()
 
     def close(self) -> None:
-        """Finish the shard being written (if any)."""
+        """Finish the shard being written (if any); then, when this run wrote shards, remove
+        the shards of the pattern numbered past them (left by an earlier, larger run)."""
         if self._tar is not None:
             self._finish()
+        if not self.paths:
+            return  # nothing new: what the pattern holds is still one (earlier) run
+        stale = sorted(i for i in numbered_shards(self.pattern) if i >= len(self.paths))
+        for i in stale:
+            Path(self.pattern % i).unlink(missing_ok=True)
+            self.removed.append(self.pattern % i)
+        if stale:
+            shown = ", ".join(self.removed[-len(stale):][:3]) + (" ..." if len(stale) > 3 else "")
+            warnings.warn(
+                f"removed {len(stale)} shard(s) of an earlier run of {self.pattern} numbered past "
+                f"this run's {len(self.paths)}: {shown}", StaleShardWarning, stacklevel=2,
+            )
 
     def abort(self) -> None:
         """Discard the shard being written; finished shards stay."""

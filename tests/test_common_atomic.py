@@ -24,10 +24,11 @@ def test_interrupted_write_keeps_the_old_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.ckpt"]
 
 
-def test_temporary_keeps_the_suffix_and_folder(tmp_path):
+def test_temporary_is_hidden_beside_the_target_without_its_extension(tmp_path):
     target = tmp_path / "sub" / "x.safetensors"
     with atomic_path(target) as tmp:
-        assert tmp.parent == target.parent and tmp.suffix == ".safetensors"
+        assert tmp.parent == target.parent and tmp.name.startswith(".x.safetensors.tmp-")
+        assert not tmp.name.endswith(".safetensors")
         tmp.write_bytes(b"1")
     assert target.read_bytes() == b"1"
 

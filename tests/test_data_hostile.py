@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 import webdataset as wds
 from PIL import Image
 
@@ -304,3 +305,96 @@ def test_hostile_shard_keeps_every_good_sample_and_counts_every_bad_one(tmp_path
         if key != "rotated":
             np.testing.assert_allclose(pixels.mean(dim=(1, 2)).numpy(), target, atol=4)
         assert stream["pixels"].shape == (1, 3, 1, 8, 8)
+
+
+# ---------------------------------------------------------------- labels and latents
+
+
+def _latent_module(shard: Path, **kwargs) -> WebVideoDataModule:
+    module = WebVideoDataModule(val_videos=str(shard), load_pixels=False, batch_size=8,
+                                num_workers=0, **kwargs)
+    module.setup("validate")
+    return module
+
+
+def _read_all(module: WebVideoDataModule) -> tuple[list[dict], list[str], list]:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        batches = [b["video"] for b in module.val_dataloader()]
+    bad = [str(w.message) for w in record if issubclass(w.category, BadSampleWarning)]
+    return batches, bad, record
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("cls, reason", [
+    ("99999999999999999999999", "outside"),  # overflows int64 in the batch
+    ("100", "outside"),  # out of range of num_classes=8: failed in the class embedding
+    ("8", "outside"),
+    ("-2", "outside"),
+    ("three", "decimal integer"),  # a string
+    ("1.5", "decimal integer"),  # a float
+    ("True", "decimal integer"),  # a bool
+    ("1_0", "decimal integer"),  # int() would read 10
+    ("\u0663", "decimal integer"),  # an Arabic-Indic 3: int() would read 3
+])
+def test_a_bad_label_is_skipped_and_named(tmp_path: Path, cls: str, reason: str) -> None:
+    shard = tmp_path / "labels.tar"
+    with wds.TarWriter(str(shard)) as sink:
+        sink.write({"__key__": "before", "latents.npy": _latents(0), "cls": "7"})
+        sink.write({"__key__": "bad", "latents.npy": _latents(1), "cls": cls.encode()})
+        sink.write({"__key__": "after", "latents.npy": _latents(2), "cls": "-1"})
+    batches, bad, _ = _read_all(_latent_module(shard, num_classes=8, size=16, num_frames=5))
+    assert [k for b in batches for k in b["key"]] == ["before", "after"]
+    assert torch.cat([b["label"] for b in batches]).tolist() == [7, -1]
+    assert sum(int(b["skipped"]) for b in batches) == 1
+    (message,) = bad
+    assert "'bad'" in message and str(shard) in message and reason in message
+
+
+def test_num_classes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        WebVideoDataModule(val_videos="x.tar", num_classes=0)
+
+
+def test_a_latent_of_another_shape_or_dtype_is_skipped_and_named(tmp_path: Path) -> None:
+    good = np.zeros((4, 2, 2, 2), dtype=np.float32)  # (c, t, h, w) of 5 frames at 16x16
+    bad = {
+        "wide": np.zeros((4, 2, 2, 3), dtype=np.float32),
+        "channels": np.zeros((3, 2, 2, 2), dtype=np.float32),
+        "flat": np.zeros((4, 2, 2), dtype=np.float32),
+        "ints": np.zeros((4, 2, 2, 2), dtype=np.int32),
+        "nan": np.full((4, 2, 2, 2), np.nan, dtype=np.float32),
+    }
+    shard = tmp_path / "latents.tar"
+    with wds.TarWriter(str(shard)) as sink:
+        sink.write({"__key__": "first", "latents.npy": _npy(good)})
+        for key, array in bad.items():
+            sink.write({"__key__": key, "latents.npy": _npy(array)})
+        sink.write({"__key__": "half", "latents.npy": _npy(good.astype(np.float16))})
+    batches, messages, _ = _read_all(_latent_module(shard, size=16, num_frames=5))
+    (batch,) = batches
+    assert batch["key"] == ["first", "half"] and batch["latents"].shape == (2, 4, 2, 2, 2)
+    assert int(batch["skipped"]) == len(bad) == len(messages)
+    for key in bad:
+        (message,) = [m for m in messages if f"'{key}'" in m]
+        assert str(shard) in message
+
+
+def test_latents_that_disagree_with_num_frames_and_size_are_reported(tmp_path: Path) -> None:
+    from data.pipeline import LatentShapeWarning
+
+    shard = tmp_path / "latents.tar"
+    with wds.TarWriter(str(shard)) as sink:
+        for i in range(3):
+            sink.write({"__key__": f"k{i}", "latents.npy": _npy(np.zeros((4, 3, 2, 2), np.float32))})
+    _, _, record = _read_all(_latent_module(shard, size=32, num_frames=17))
+    (message,) = [str(w.message) for w in record if issubclass(w.category, LatentShapeWarning)]
+    assert "'k0'" in message and str(shard) in message
+    assert "(3, 2, 2)" in message and "(5, 4, 4)" in message
+    _, _, quiet = _read_all(_latent_module(shard, size=16, num_frames=9))  # t = 3, h = w = 2
+    assert not [w for w in quiet if issubclass(w.category, LatentShapeWarning)]

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import torch
 
-from data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from data.decode import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    ShortClipError,
+    decode_clip,
+    decode_image,
+)
+from data.make_shards import media_files
+from data.pipeline import skip_unreadable
+from data.transforms import frames_to_pixels
 
 
 def folder_clips(
@@ -27,37 +36,41 @@ def folder_clips(
     each clip starts at a time drawn uniformly over the video from a seed made of the file name
     and the clip index (name: ``file@i``), so every run, and every model, gets the same clips.
     ``target_fps`` picks the frame stride as in training (``None``: every source frame).
-    Videos shorter than the clip are skipped (reported by name on stderr).
+    Hidden files are left out (``data.make_shards.media_files``). Videos shorter than the clip
+    are skipped, and undecodable or oversized files (``data.decode.DEFAULT_MAX_PIXELS``) too,
+    each named in a ``BadSampleWarning``; past the loader's failure fraction the run stops
+    (``data.pipeline.skip_unreadable``).
     """
     if clips_per_file < 1:
         raise ValueError(f"clips_per_file must be >= 1, got {clips_per_file}")
-    import sys
+    files = [
+        path for path in media_files(folder)
+        if path.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS
+        or (images and path.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+    ]
 
-    from data.decode import ShortClipError, decode_clip, decode_image
-    from data.transforms import frames_to_pixels
+    def read(path: Path) -> list[tuple[str, torch.Tensor]]:
+        data = path.read_bytes()
+        if path.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS:
+            frames = decode_image(data)[None]
+            return [(path.name, frames_to_pixels(frames, size=(size, size), crop="center")[None])]
+        clips = []
+        for i in range(clips_per_file):
+            clip = decode_clip(
+                data,
+                num_frames=num_frames,
+                target_fps=target_fps,
+                clip_start="start" if clips_per_file == 1 else "random",
+                rng=random.Random(f"{path.name}@{i}"),
+            )
+            name = path.name if clips_per_file == 1 else f"{path.name}@{i}"
+            clips.append((name, frames_to_pixels(clip.frames, size=(size, size), crop="center")[None]))
+        return clips
 
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    for path in files:
-        ext = path.suffix.lower().lstrip(".")
-        if ext in VIDEO_EXTENSIONS:
-            data = path.read_bytes()
-            for i in range(clips_per_file):
-                try:
-                    clip = decode_clip(
-                        data,
-                        num_frames=num_frames,
-                        target_fps=target_fps,
-                        clip_start="start" if clips_per_file == 1 else "random",
-                        rng=random.Random(f"{path.name}@{i}"),
-                    )
-                except ShortClipError:
-                    print(f"skipping {path.name}: shorter than the clip", file=sys.stderr)
-                    break
-                name = path.name if clips_per_file == 1 else f"{path.name}@{i}"
-                yield name, frames_to_pixels(clip.frames, size=(size, size), crop="center")[None]
-        elif images and ext in IMAGE_EXTENSIONS:
-            frames = decode_image(path.read_bytes())[None]
-            yield path.name, frames_to_pixels(frames, size=(size, size), crop="center")[None]
+    readable = skip_unreadable(files, read, name=str, what=f"media folder {folder}",
+                               skip_quietly=(ShortClipError,))
+    for _path, clips in readable:
+        yield from clips
 
 
 def shard_clips(

@@ -32,6 +32,7 @@ from typing import Any
 
 from walt.core.sampling import SamplingConfig
 from walt.pipelines import MODES, GenerationSettings, VideoPipeline
+from walt.pipelines.outputs import prepare_output_folder
 from walt.samplers import sampler_names
 from walt.samplers.guidance import GUIDANCE_SCHEDULES
 
@@ -146,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=_positive_int, default=8, help="clips sampled together")
     parser.add_argument("--seed", type=int, default=0, help="seed of the run")
     parser.add_argument("--png-frames", action="store_true", help="also write every frame as PNG")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--out holds an earlier run: remove that run's files first")
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser
@@ -175,6 +178,7 @@ def main(argv: list[str] | None = None) -> Path:
         settings = settings_from_args(args)
     except ValueError as err:  # a bad flag value or combination: exit 2 with argparse's usage
         parser.error(str(err))
+    prepare_output_folder(args.out, overwrite=args.overwrite)
     pipe = VideoPipeline.from_settings(settings, device=args.device)
     inputs = pipe.module.inputs if pipe.module is not None else None
     if inputs is not None and inputs.labels and not settings.labels:

@@ -33,7 +33,8 @@ def write_gif(video: torch.Tensor, path: str | Path, *, fps: float = 8.0, scale:
     path = Path(path)
     with atomic_path(path) as tmp:
         images[0].save(
-            tmp, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+            tmp, format="GIF", save_all=True, append_images=images[1:],
+            duration=round(1000 / fps), loop=0,
         )
     return path
 
@@ -70,7 +71,7 @@ def contact_sheet(
             draw.text((4, row * (hs + 2) + hs // 2 - 6), str(labels[row])[:18], fill="black")
     path = Path(path)
     with atomic_path(path) as tmp:
-        sheet.save(tmp)
+        sheet.save(tmp, format="PNG")  # the temporary name has no extension
     return path
 
 
@@ -129,7 +130,7 @@ def loss_curve(metrics_csv: str | Path, path: str | Path, *, keys: Sequence[str]
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+        fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 

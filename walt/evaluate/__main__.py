@@ -26,7 +26,7 @@ from walt.evaluate.drift import drift
 from walt.evaluate.features import I3DFeatures, InceptionFeatures, load_torchscript
 from walt.evaluate.fvd import FVD_FRAMES, fvd_features
 from walt.evaluate.image_metrics import image_features, inception_score_draws
-from walt.evaluate.inputs import MediaItem, iter_media, read_frames
+from walt.evaluate.inputs import MediaItem, iter_media, read_frames, readable_media
 from walt.evaluate.reconstruction import TASKS, reconstruction_draws, score_folder
 from walt.evaluate.report import format_value, print_table, write_json
 
@@ -242,18 +242,16 @@ def _videos(source: str) -> Iterator[MediaItem]:
     """One video file, or the videos of a folder or of shards."""
     path = Path(source)
     if path.is_file() and path.suffix.lower() != ".tar":
-        yield MediaItem(key=path.name, kind="video", data=path.read_bytes())
+        yield MediaItem(key=path.name, kind="video", data=path.read_bytes(), origin=str(path))
         return
     yield from (item for item in iter_media(source, name="video") if item.kind == "video")
 
 
 def run_drift(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
     videos, table = {}, []
-    for item in _videos(args.video):
+    for item, frames in readable_media(_videos(args.video), read_frames, what="drift"):
         path = item.key
-        report = drift(
-            read_frames(item), chunk_frames=args.chunk_frames, seam_overlap=args.seam_overlap
-        )
+        report = drift(frames, chunk_frames=args.chunk_frames, seam_overlap=args.seam_overlap)
         videos[path] = report
         for chunk in report["chunks"]:
             mean = ", ".join(f"{v:.3f}" for v in chunk["mean"])

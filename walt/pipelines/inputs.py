@@ -6,24 +6,39 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 from torch import Tensor
 
-from data.decode import decode_clip, decode_image
+from data.decode import (
+    DEFAULT_MAX_PIXELS,
+    decode_clip,
+    decode_image,
+    frame_to_rgb,
+    naming_file,
+    open_video_stream,
+    probe_video,
+)
 from data.transforms import frames_to_pixels
+
+# Every reader here decodes under the data pipeline's pixel cap (data.decode.DEFAULT_MAX_PIXELS)
+# and names the file when the cap refuses it.
 
 
 def load_image(path: str | Path, *, size: tuple[int, int]) -> Tensor:
     """One image as a 1-frame clip ``(1, C, 1, H, W)`` (cover-resized, centre-cropped)."""
-    rgb = decode_image(Path(path).read_bytes())  # (H0, W0, 3) uint8
+    with naming_file(str(path)):
+        rgb = decode_image(Path(path).read_bytes(), max_pixels=DEFAULT_MAX_PIXELS)  # (H0, W0, 3)
     return frames_to_pixels(rgb[None], size=size, crop="center")[None]  # (1, 3, 1, H, W)
 
 
 def load_video(path: str | Path, *, num_frames: int, size: tuple[int, int]) -> Tensor:
     """The first ``num_frames`` frames of a video ``(1, C, T, H, W)``; too short a video raises."""
-    clip = decode_clip(Path(path).read_bytes(), num_frames=num_frames, clip_start="start",
-                       short_clip="skip")
+    with naming_file(str(path)):
+        clip = decode_clip(Path(path).read_bytes(), num_frames=num_frames, clip_start="start",
+                           short_clip="skip", max_pixels=DEFAULT_MAX_PIXELS)
     return frames_to_pixels(clip.frames, size=size, crop="center")[None]  # (1, 3, T, H, W)
 
 
@@ -55,13 +70,11 @@ def load_text_embeddings(path: str | Path) -> tuple[Tensor, Tensor]:
 def video_frames(path: str | Path) -> tuple[int, float, tuple[int, int]]:
     """A video's frame count (counted by decoding: headers may lack or misstate it), frame rate
     and displayed ``(H, W)``."""
-    import av
-
-    from data.decode import probe_video
-
-    info = probe_video(Path(path).read_bytes())
-    with av.open(str(path)) as container:
-        count = sum(1 for _ in container.decode(video=0))
+    with naming_file(str(path)):
+        info = probe_video(Path(path).read_bytes(), max_pixels=DEFAULT_MAX_PIXELS)
+        with av.open(str(path)) as container:
+            stream = open_video_stream(container, max_pixels=DEFAULT_MAX_PIXELS)
+            count = sum(1 for _ in container.decode(stream))
     return count, info.fps, (info.height, info.width)
 
 
@@ -70,18 +83,14 @@ def iter_video(
 ) -> Iterator[Tensor]:
     """The first ``num_frames`` frames of a video in pieces ``(1, C, T', H, W)`` of ``chunk``
     frames (the last may be shorter), decoded as they are needed: memory holds one piece."""
-    import av
-    from av.video.reformatter import VideoReformatter
-
-    from data.decode import frame_to_rgb
-
     if chunk < 1 or num_frames < 1:
         raise ValueError(f"chunk and num_frames must be >= 1, got {chunk} and {num_frames}")
     frames: list[np.ndarray] = []
     done = 0
-    with av.open(str(path)) as container:
+    with av.open(str(path)) as container, naming_file(str(path)):
+        stream = open_video_stream(container, max_pixels=DEFAULT_MAX_PIXELS)
         reformatter = VideoReformatter()
-        for frame in container.decode(video=0):
+        for frame in container.decode(stream):
             frames.append(frame_to_rgb(frame, reformatter=reformatter))  # (H0, W0, 3) uint8
             if len(frames) == chunk or done + len(frames) == num_frames:
                 yield frames_to_pixels(np.stack(frames), size=size, crop="center")[None]

@@ -4,10 +4,16 @@
 Frames arrive chunk by chunk (``push``); only a bounded number of thumbnails is kept for the gif
 and the contact sheet, so memory does not grow with the length of the video. Every file is
 written atomically (``common.atomic``).
+
+A run's folder holds one run: :func:`prepare_output_folder` refuses a folder that holds an
+earlier run's files (:data:`RUN_FILE`) unless told to remove them first, and the clips' list
+(``clips.json``, :data:`MANIFEST`) lets a reader tell this run's clips from anything else.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -16,11 +22,72 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from common.atomic import atomic_path
+from common.atomic import atomic_open, atomic_path, remove_stale_temporaries
 from data.encode import open_mp4, to_uint8_frames
 from walt.media import contact_sheet, write_gif
 
 GIF_MAX_FRAMES = 48  # longer clips are subsampled evenly in the gif (and the contact sheet)
+MANIFEST = "clips.json"  # the clip files of the run, written once they are all complete
+# The clip files of a generation run, and every file it writes, by path relative to its folder.
+CLIP_FILE = re.compile(r"sample_\d{3,}\.(mp4|gif)|sample_\d{3,}/frame_\d{5,}\.png")
+RUN_FILE = re.compile(
+    r"settings\.json|samples\.pt|contact_sheet\.png|cascade_sheet\.png|clips\.json"
+    rf"|{CLIP_FILE.pattern}"
+)
+
+
+# The same names as fnmatch patterns of one folder level (for their stale temporaries).
+RUN_NAMES = ("settings.json", "samples.pt", "contact_sheet.png", "cascade_sheet.png", MANIFEST,
+             "sample_*.mp4", "sample_*.gif")
+
+
+class EarlierRunError(FileExistsError):
+    """The output folder holds the files of an earlier run."""
+
+
+def run_files(out: str | Path) -> list[Path]:
+    """The files of a generation run in ``out`` (:data:`RUN_FILE`), sorted; nothing else."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    candidates = [*out.iterdir(), *out.glob("sample_*/frame_*.png")]
+    return sorted(
+        path for path in candidates
+        if path.is_file() and RUN_FILE.fullmatch(path.relative_to(out).as_posix())
+    )
+
+
+def prepare_output_folder(out: str | Path, *, overwrite: bool = False) -> Path:
+    """Make ``out`` ready for a new run: refuse it when it holds an earlier run's files, or with
+    ``overwrite`` remove those files (only the files a run writes, :data:`RUN_FILE`; anything
+    else in the folder stays). Temporaries a killed run left are removed either way.
+
+    Args:
+        out: the run's folder (a missing one is left to the writer to create: a run refused
+            later, e.g. for its checkpoint, leaves nothing behind).
+        overwrite: remove an earlier run's files instead of refusing.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        return out
+    remove_stale_temporaries(out, RUN_NAMES)
+    for folder in out.glob("sample_*/"):
+        remove_stale_temporaries(folder, "frame_*.png")
+    earlier = run_files(out)
+    if earlier and not overwrite:
+        shown = ", ".join(p.relative_to(out).as_posix() for p in earlier[:4])
+        more = f" and {len(earlier) - 4} more" if len(earlier) > 4 else ""
+        raise EarlierRunError(
+            f"{out} holds the files of an earlier run ({shown}{more}); a new run there would "
+            "mix old clips with new ones: pass --overwrite to remove that run's files first, "
+            "or choose another output folder"
+        )
+    for path in earlier:
+        path.unlink()
+    for folder in {p.parent for p in earlier if p.parent != out}:
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return out
 
 
 class ClipSink:
@@ -34,6 +101,10 @@ class ClipSink:
         fps: frame rate of the mp4s and gifs.
         png_frames: also write every frame as ``sample_XXX/frame_XXXXX.png``.
         captions: one caption per clip for the contact sheet.
+
+    Raises:
+        EarlierRunError: ``out`` holds an earlier run's files (see
+            :func:`prepare_output_folder`, which can remove them first).
     """
 
     def __init__(
@@ -42,6 +113,7 @@ class ClipSink:
     ) -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
+        prepare_output_folder(self.out)
         self.num_clips, self.total, self.fps = num_clips, total_frames, fps
         self.png_frames, self.captions = png_frames, captions
         self.written = [0] * num_clips
@@ -89,7 +161,14 @@ class ClipSink:
         for i, clip in enumerate(thumbs):
             write_gif(_to_pixels(clip), self.out / f"sample_{i:03d}.gif", fps=self.fps, scale=2)
         contact_sheet(_to_pixels(thumbs), self.out / "contact_sheet.png", labels=self.captions)
-        return [self.mp4_path(i) for i in range(self.num_clips)]
+        mp4s = [self.mp4_path(i) for i in range(self.num_clips)]
+        clips = [p.name for p in mp4s] + [p.with_suffix(".gif").name for p in mp4s]
+        if self.png_frames:
+            clips += [f"sample_{i:03d}/frame_{j:05d}.png" for i in range(self.num_clips)
+                      for j in range(self.total)]
+        with atomic_open(self.out / MANIFEST, "w") as f:
+            json.dump({"files": sorted(clips)}, f, indent=1)
+        return mp4s
 
     def __enter__(self) -> ClipSink:
         return self
