@@ -43,6 +43,11 @@ class WaltCLI(LightningCLI):
         parser.link_arguments(
             "model.init_args.latent_channels", "model.init_args.backbone.init_args.in_channels"
         )
+        # A label outside the model's classes is a bad sample, skipped by the data (not an
+        # index error in the class embedding).
+        parser.link_arguments(
+            "model.init_args.backbone.init_args.num_classes", "data.init_args.num_classes"
+        )
 
     def before_instantiate_classes(self) -> None:
         # Relative output paths of loggers and callbacks live under trainer.default_root_dir.

@@ -269,7 +269,8 @@ class WebVideoDataModule(pl.LightningDataModule):
             ones is a bad sample.
         num_classes: the model's number of classes: a sample whose ``cls`` lies outside
             ``[-1, num_classes)`` is a bad sample, skipped and counted, instead of an error in
-            the model (``None``: labels are checked only to fit int64).
+            the model (``None`` or ``0``, a model without labels: checked only to fit int64;
+            ``train.py`` links it from the backbone).
         pin_memory: pin batches in page-locked memory (for GPU training).
         rank: override the rank used to split shards (default: the trainer's, else
             ``torch.distributed``'s, else 0).
@@ -318,10 +319,10 @@ class WebVideoDataModule(pl.LightningDataModule):
             frame_stride=frame_stride, target_fps=target_fps, short_clip=short_clip,
             max_failure_fraction=max_failure_fraction,
             at_least_one={"batch_size": batch_size, "image_batch_size": image_batch_size,
-                          "epoch_length": epoch_length, "max_pixels": max_pixels,
-                          "num_classes": num_classes},
+                          "epoch_length": epoch_length, "max_pixels": max_pixels},
             at_least_zero={"num_workers": num_workers, "shuffle_buffer": shuffle_buffer,
-                           "failure_check_after": failure_check_after},
+                           "failure_check_after": failure_check_after,
+                           "num_classes": num_classes or 0},
         )
         if train_videos is None and train_images is None and val_videos is None and val_images is None:
             raise ValueError("give at least one of train_videos, train_images, val_videos, val_images")

@@ -58,7 +58,7 @@ class SampleSpec:
         zoom_choices: training zoom set: ``z`` is drawn uniformly from it instead (exclusive
             with ``zoom``).
         num_classes: labels must lie in ``[-1, num_classes)``; a sample outside is a bad sample
-            (``None``: any label from -1 up that fits int64).
+            (``None`` or ``0``, a model without labels: any label from -1 up that fits int64).
         latent_shape: the ``(t, h, w)`` that latents of ``num_frames`` frames at ``size`` have;
             latents of another shape are reported once per reader (``None``: not checked).
     """
@@ -282,9 +282,9 @@ def _label(sample: dict[str, Any], num_classes: int | None) -> int:
             f"malformed cls member: must be a decimal integer, got {text[:40]!r}"
         )
     label = int(text)
-    high = _LABEL_MAX if num_classes is None else num_classes - 1
+    high = num_classes - 1 if num_classes else _LABEL_MAX  # 0: the model takes no labels
     if not NO_LABEL <= label <= high:
-        limit = "int64" if num_classes is None else f"num_classes={num_classes}"
+        limit = f"num_classes={num_classes}" if num_classes else "int64"
         raise ValueError(
             f"malformed cls member: class {text[:40]} is outside [{NO_LABEL}, {high}] ({limit})"
         )

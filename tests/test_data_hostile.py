@@ -356,9 +356,18 @@ def test_a_bad_label_is_skipped_and_named(tmp_path: Path, cls: str, reason: str)
     assert "'bad'" in message and str(shard) in message and reason in message
 
 
-def test_num_classes_must_be_positive() -> None:
+def test_num_classes_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="num_classes"):
-        WebVideoDataModule(val_videos="x.tar", num_classes=0)
+        WebVideoDataModule(val_videos="x.tar", num_classes=-1)
+
+
+def test_a_model_without_labels_keeps_labelled_samples(tmp_path: Path) -> None:
+    """num_classes 0 (text or unconditional models, linked from the backbone) checks no range."""
+    shard = tmp_path / "labels.tar"
+    with wds.TarWriter(str(shard)) as sink:
+        sink.write({"__key__": "a", "latents.npy": _latents(2), "cls": "5"})
+    batches, bad, _ = _read_all(_latent_module(shard, num_classes=0, size=16, num_frames=5))
+    assert [k for b in batches for k in b["key"]] == ["a"] and not bad
 
 
 def test_a_latent_of_another_shape_or_dtype_is_skipped_and_named(tmp_path: Path) -> None:

@@ -74,6 +74,8 @@ def test_fast_dev_run(config, assets, tmp_path):
     # The links made the backbone agree with the tokenizer and the module with the data.
     assert cli.model.backbone.in_channels == cli.model.codec.latent_channels
     assert cli.model.num_frames == 9 and cli.model.size == (16, 16)
+    # ...and the data with the backbone's classes (labels outside are skipped, not an error).
+    assert cli.datamodule.num_classes == cli.model.backbone.num_classes
 
 
 def test_config_with_mismatched_channels_fails_clearly(assets, tmp_path):
