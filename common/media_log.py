@@ -21,7 +21,7 @@ def log_media(
     for logger in loggers:
         name = type(logger).__name__
         if name == "WandbLogger":
-            import wandb
+            import wandb  # optional: only runs that log to Weights & Biases need it loaded
 
             logger.experiment.log(
                 {

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from safetensors.numpy import load as load_safetensors
 
 from data.decode import (
     DEFAULT_MAX_PIXELS,
@@ -316,9 +317,7 @@ def _load_array(sample: dict[str, Any], field: str) -> np.ndarray | None:
     if f"{field}.npy" in sample:
         return np.load(io.BytesIO(sample[f"{field}.npy"]), allow_pickle=False)
     if f"{field}.safetensors" in sample:
-        from safetensors.numpy import load
-
-        tensors = load(sample[f"{field}.safetensors"])
+        tensors = load_safetensors(sample[f"{field}.safetensors"])
         if field in tensors:
             return tensors[field]
         if len(tensors) == 1:

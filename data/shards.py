@@ -17,12 +17,11 @@ import time
 import warnings
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import webdataset as wds
 
 from common.atomic import atomic_open, remove_stale_temporaries
-
-if TYPE_CHECKING:
-    import webdataset as wds
 
 
 class StaleShardWarning(UserWarning):
@@ -135,8 +134,6 @@ class ShardSink:
             self.abort()
 
     def _open(self) -> None:
-        import webdataset as wds  # imported on first use: ``import data.synthetic`` stays light
-
         stack = contextlib.ExitStack()
         handle = stack.enter_context(atomic_open(self.pattern % len(self.paths), "wb"))
         # Whole seconds: a fractional mtime (webdataset's default is time.time()) makes tarfile

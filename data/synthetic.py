@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from data.encode import encode_video
 from data.shards import ShardSink
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
@@ -185,8 +186,6 @@ def make_sample(
     speed: tuple[float, float] = WRAP_SPEED,
 ) -> dict[str, Any]:
     """Sample ``index`` (class ``index % len(classes)``), fully determined by ``seed``."""
-    from data.encode import encode_video
-
     label = index % len(classes)
     cls = classes[label]
     rng = np.random.default_rng([seed, index, int(image)])

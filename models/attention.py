@@ -87,7 +87,7 @@ def _needs_bias_grad_kernel(q: Tensor, bias: Tensor) -> bool:
 
 def _xformers_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
     try:
-        import xformers.ops as xops
+        import xformers.ops as xops  # optional CUDA backend (the `cuda` extra)
     except ImportError as err:
         raise RuntimeError("attn_backend='xformers' but xformers cannot be imported") from err
     if not q.is_cuda:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+
+from common.frames import resize_frames
 
 LowresUpsample = Literal["learned", "nearest", "bilinear"]
 LOWRES_UPSAMPLE: tuple[str, ...] = get_args(LowresUpsample)
@@ -49,10 +50,7 @@ class LowresUpsampler(nn.Module):
         if z.ndim != 5 or z.shape[1] != self.channels:
             raise ValueError(f"lowres must be (B, {self.channels}, t, h, w), got {tuple(z.shape)}")
         if self.proj is None:
-            frames = rearrange(z, "b c t h w -> (b t) c h w")
-            kw = {"align_corners": False} if self.mode == "bilinear" else {}
-            up = F.interpolate(frames, scale_factor=SCALE, mode=self.mode, **kw)
-            return rearrange(up, "(b t) c h w -> b c t h w", b=z.shape[0])  # (B, c, t, 2h, 2w)
+            return resize_frames(z, scale_factor=SCALE, mode=self.mode)  # (B, c, t, 2h, 2w)
         feats = self.proj(rearrange(z, "b c t h w -> b t h w c"))  # (B, t, h, w, 4c)
         return rearrange(
             feats, "b t h w (c p q) -> b c t (h p) (w q)", p=SCALE, q=SCALE

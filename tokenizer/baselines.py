@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from common.frames import resize_frames
 from tokenizer.network.padding import pad_clip
 
 SPATIAL = 8  # W.A.L.T's spatial compression
@@ -39,10 +40,9 @@ def trivial_encode(pixels: torch.Tensor) -> torch.Tensor:
 def trivial_decode(grid: torch.Tensor) -> torch.Tensor:
     """``(B, C, 1 + k, h, w)`` -> ``(B, C, 1 + 4k, 8h, 8w)``: bicubic in space, each kept
     frame repeated over its group in time."""
-    b, _, _, h, w = grid.shape
-    flat = rearrange(grid, "b c t h w -> (b t) c h w")
-    up = F.interpolate(flat, size=(h * SPATIAL, w * SPATIAL), mode="bicubic", align_corners=False)
-    up = rearrange(up.clamp(-1, 1), "(b t) c h w -> b c t h w", b=b)  # (B, C, 1 + k, H, W)
+    h, w = grid.shape[-2:]
+    # (B, C, 1 + k, H, W)
+    up = resize_frames(grid, size=(h * SPATIAL, w * SPATIAL), mode="bicubic").clamp(-1, 1)
     return torch.cat([up[:, :, :1], up[:, :, 1:].repeat_interleave(TEMPORAL, dim=2)], dim=2)
 
 

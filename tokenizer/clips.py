@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from data.datamodule import WebVideoDataModule
 from data.decode import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -77,8 +78,6 @@ def shard_clips(
     shards: str, *, num_frames: int, size: int, images: bool, batch_size: int = 1
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """(key, pixels (B, 3, T, H, W)) batches from shards (validation order, centre crops)."""
-    from data.datamodule import WebVideoDataModule
-
     dm = WebVideoDataModule(
         val_videos=shards,
         val_images=shards if images else None,

@@ -35,6 +35,17 @@ def _scores(recon: torch.Tensor, pixels: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
+def reconstruct(vae: CausalVAE, pixels: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """``vae``'s reconstruction of ``(B, C, T, H, W)`` pixels (padded to its grid for encoding,
+    cropped back after decoding), with the seconds spent encoding and decoding."""
+    t0 = time.perf_counter()
+    z = vae.encode(pixels, pad=True)
+    t1 = time.perf_counter()
+    recon = vae.decode(z, crop_to=pixels.shape[2:])
+    return recon, t1 - t0, time.perf_counter() - t1
+
+
+@torch.no_grad()
 def evaluate(
     vae: CausalVAE,
     source: str,
@@ -65,16 +76,9 @@ def evaluate(
     )
     print(f"{'clip':<44} {'PSNR dB':>8} {'SSIM':>7} | {'codec PSNR':>10} {'SSIM':>7}", flush=True)
     for key, pixels in clips:
-        t0 = time.perf_counter()
-        z = vae.encode(pixels, pad=True)
-        t1 = time.perf_counter()
-        recon = vae.decode(z, crop_to=pixels.shape[2:])
-        t2 = time.perf_counter()
-        enc_s, dec_s, frames = (
-            enc_s + t1 - t0,
-            dec_s + t2 - t1,
-            frames + pixels.shape[0] * pixels.shape[2],
-        )
+        recon, encode_s, decode_s = reconstruct(vae, pixels)
+        enc_s, dec_s = enc_s + encode_s, dec_s + decode_s
+        frames += pixels.shape[0] * pixels.shape[2]
         row: dict = {"clip": key}
         row["psnr"], row["ssim"] = _scores(recon, pixels)
         row["codec_psnr"], row["codec_ssim"] = _scores(trivial_codec(pixels, pad=True), pixels)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from common.atomic import atomic_path
@@ -106,17 +108,15 @@ def write_samples(
 
 def loss_curve(metrics_csv: str | Path, path: str | Path, *, keys: Sequence[str] | None = None) -> Path:
     """Plot the ``train/loss*`` columns of a Lightning ``CSVLogger`` metrics file against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: no display on training machines
-    import matplotlib.pyplot as plt
-
     with open(metrics_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{metrics_csv} holds no logged rows")
     keys = keys or sorted(k for k in rows[0] if k.startswith("train/loss"))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    # The object API with its own Agg canvas: headless, and no global pyplot backend is set.
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for key in keys:
         pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
         if pts:
@@ -131,7 +131,6 @@ def loss_curve(metrics_csv: str | Path, path: str | Path, *, keys: Sequence[str]
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
     return path
 
 

@@ -23,7 +23,7 @@ class TextEncoder(nn.Module):
 
     def __init__(self, path: str | Path, *, max_length: int = 77) -> None:
         super().__init__()
-        from transformers import AutoTokenizer, T5EncoderModel
+        from transformers import AutoTokenizer, T5EncoderModel  # optional: the `text` extra
 
         path = Path(path)
         if not path.is_dir():

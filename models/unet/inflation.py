@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 
@@ -74,8 +75,6 @@ def load_2d_state_dict(path: str | Path, *, prefix: str = "ema.module.") -> dict
     if not path.is_file():
         raise FileNotFoundError(f"2D U-Net weights {str(path)!r} do not exist")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     sd = ckpt.get("state_dict", ckpt)

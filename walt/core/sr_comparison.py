@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor
 
+from common.frames import resize_frames
 from walt.media import contact_sheet
 
 # Contact sheets of clips smaller than this (pixels high) are drawn at twice the size.
@@ -22,11 +21,7 @@ _SMALL_SHEET = 128
 def upsample_frames(pixels: Tensor, scale: int, *, mode: str) -> Tensor:
     """``(B, C, T, h, w)`` pixels in [-1, 1] enlarged ``scale`` times per side, frame by frame
     (``"nearest"`` or ``"bicubic"``; bicubic overshoots at edges, so it is clamped)."""
-    b = pixels.shape[0]
-    frames = rearrange(pixels.float(), "b c t h w -> (b t) c h w")
-    kw = {"align_corners": False} if mode == "bicubic" else {}
-    big = F.interpolate(frames, scale_factor=scale, mode=mode, **kw)
-    return rearrange(big, "(b t) c h w -> b c t h w", b=b).clamp(-1.0, 1.0)
+    return resize_frames(pixels.float(), scale_factor=scale, mode=mode).clamp(-1.0, 1.0)
 
 
 def bicubic_upsample(pixels: Tensor, scale: int) -> Tensor:

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor
 
+from common.frames import resize_frames
 from walt.core.backbone_inputs import BackboneInputs
 from walt.diffusion import GaussianDiffusion
 
@@ -87,10 +86,8 @@ def downsample_pixels(pixels: Tensor, *, mode: Downsample = "bilinear") -> Tenso
     b, _, _, h, w = pixels.shape
     if h % 2 or w % 2:
         raise ValueError(f"pixels H, W = {(h, w)} must be even to downsample 2x")
-    frames = rearrange(pixels, "b c t h w -> (b t) c h w")
-    kw = {"antialias": True, "align_corners": False} if mode == "bilinear" else {}
-    small = F.interpolate(frames, size=(h // 2, w // 2), mode=mode, **kw)
-    return rearrange(small, "(b t) c h w -> b c t h w", b=b)  # (B, C, T, H/2, W/2)
+    # (B, C, T, H/2, W/2)
+    return resize_frames(pixels, size=(h // 2, w // 2), mode=mode, antialias=mode == "bilinear")
 
 
 def batch_lowres_latents(codec, stream: Mapping[str, Any], *, mode: Downsample) -> Tensor:

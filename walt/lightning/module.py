@@ -22,6 +22,7 @@ from common.nonfinite import NonFiniteGuard, check_finite_state, drop_grads, gra
 from common.registry import register
 from common.seeding import step_generator
 from data.callbacks import count_skipped
+from models.backbone import Backbone
 from walt.core.backbone_inputs import (
     BackboneInputs,
     ConditionConfig,
@@ -457,9 +458,9 @@ class WALTModule(LightningModule):
 _FROZEN = ("codec.", "text_encoder.")
 
 
-def _check_backbone_channels(backbone: nn.Module, latent_channels: int) -> None:
-    in_ch = getattr(backbone, "in_channels", None)
-    if in_ch is not None and in_ch != latent_channels:
+def _check_backbone_channels(backbone: Backbone, latent_channels: int) -> None:
+    in_ch = backbone.in_channels  # declared by every backbone (models.Backbone)
+    if in_ch != latent_channels:
         raise ValueError(
             f"the backbone takes {in_ch} latent channels but latent_channels={latent_channels}; "
             "they must match the tokenizer's latent channels"

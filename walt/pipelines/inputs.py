@@ -10,6 +10,7 @@ import av
 import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
+from safetensors.torch import load_file
 from torch import Tensor
 
 from data.decode import (
@@ -48,8 +49,6 @@ def load_text_embeddings(path: str | Path) -> tuple[Tensor, Tensor]:
     every token is kept)."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         tensors = load_file(str(path))
         if "text_emb" not in tensors:
             raise KeyError(f"{path} holds no 'text_emb' tensor")

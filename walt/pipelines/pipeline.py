@@ -39,6 +39,8 @@ from walt.pipelines.extend import OVERLAP_FRAMES, extend, extended_length
 from walt.pipelines.inputs import load_image, load_text_embeddings, load_video, video_frames
 from walt.pipelines.outputs import ClipSink
 from walt.pipelines.settings import GenerationSettings
+from walt.pipelines.upscale import upscale_video
+from walt.text_encoder import TextEncoder
 
 # Pixel frames of video prediction: 2 latent frames (W.A.L.T sec. 4), as extension re-encodes.
 PREDICT_FRAMES = OVERLAP_FRAMES
@@ -125,8 +127,6 @@ class VideoPipeline:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         if s.mode == "upscale":
-            from walt.pipelines.upscale import upscale_video
-
             upscale_video(self.stages(s), s, out, streams=self._condition_streams(s),
                           png_frames=png_frames, progress=progress)
             s.save(out / "settings.json")
@@ -206,8 +206,6 @@ class VideoPipeline:
         if s.text_embeddings:
             return load_text_embeddings(s.text_embeddings)
         if s.prompts and s.text_encoder:
-            from walt.text_encoder import TextEncoder
-
             return TextEncoder(s.text_encoder, max_length=self._conditioned().hparams.get(
                 "text_max_length", 77))(s.prompts)
         raise ValueError("a text model needs text_embeddings, or prompts and a text_encoder")
