@@ -172,7 +172,7 @@ class VideoPipeline:
                 pixels = (self.module.codec.decode(z) if finish is None else finish(z)).float()
                 sink.push(pixels, first=first)
                 kept.append(pixels.cpu())
-                if stages and first == 0:  # base | bicubic | SR of the first clips
+                if stages and first == 0:  # low-res | bicubic | SR of the first clips
                     comparison_sheet(self.module.codec.decode(z), pixels,
                                      out / "cascade_sheet.png")
             sink.close()
