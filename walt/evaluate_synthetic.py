@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from common.atomic import atomic_open
+from common.checkpoint_files import read_weights_file
 from data.class_names import class_names_from_shards
 from data.shape_detector import score_samples
 from walt.evaluate.drift import chunk_starts
@@ -41,7 +42,7 @@ from walt.media import loss_curve
 
 def evaluate(samples_dir: str | Path, shards: str, metrics: str | Path | None = None) -> dict:
     samples_dir = Path(samples_dir)
-    saved = torch.load(samples_dir / "samples.pt", weights_only=True)
+    saved = read_weights_file(samples_dir / "samples.pt")
     if saved["labels"] is None:
         raise ValueError("the samples are unconditional; scoring needs requested classes")
     names = class_names_from_shards(shards)
