@@ -29,7 +29,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from common.cli_types import finite_float, positive_float, positive_int, unit_float
+from common.cli_types import finite_float, positive_float, positive_int
 from walt.core.sampling import SamplingConfig
 from walt.pipelines import MODES, GenerationSettings, VideoPipeline
 from walt.pipelines.outputs import prepare_output_folder
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sr", dest="sr_checkpoints", action="append", metavar="CKPT",
                         help="a super-resolution stage (checkpoint, model folder or export), repeat for more: "
                         "each doubles H and W")
-    parser.add_argument("--noise-level", action="append", type=unit_float, metavar="X",
+    parser.add_argument("--noise-level", action="append", type=finite_float, metavar="X",
                         help="noise level of the SR stages' low-res input, in [0, 1]: once for "
                         "all or once per --sr (default: each stage's own)")
     parser.add_argument("--keyframes", type=_ints,
