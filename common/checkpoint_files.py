@@ -2,6 +2,8 @@
 
 A pickle runs whatever callable it names, so nothing the project loads is unpickled freely:
 
+- a plain torch file (weights, saved samples) is read with ``torch.load(weights_only=True)``
+  (:func:`read_weights_file`);
 - a Lightning checkpoint *file* is read with ``torch.load(weights_only=True)``;
 - a sharded (FSDP2, torch.distributed.checkpoint) checkpoint *folder* is validated before
   anything else reads it: its ``.metadata`` (a plain pickle that torch's own reader would
@@ -108,6 +110,12 @@ def read_sharded_index(folder: str | Path) -> Metadata:
     return index
 
 
+def read_weights_file(path: str | Path) -> Any:
+    """A plain torch file (a state dict, saved tensors such as ``samples.pt``) read
+    weights-only onto the CPU: tensors and plain containers, never code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def read_checkpoint(path: str | Path, *, weights: bool = True) -> dict[str, Any]:
     """A Lightning checkpoint as a dict: a file read weights-only, or a sharded folder validated
     and joined into the same layout (``meta.pt`` plus the ``state_dict`` tensors).
@@ -119,7 +127,7 @@ def read_checkpoint(path: str | Path, *, weights: bool = True) -> dict[str, Any]
     """
     path = Path(path)
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return read_weights_file(path)
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if not is_sharded_folder(path) or not (path / SHARDED_META).is_file():
@@ -128,7 +136,7 @@ def read_checkpoint(path: str | Path, *, weights: bool = True) -> dict[str, Any]
             f"folder (one with {SHARDED_INDEX} and {SHARDED_META})"
         )
     index = read_sharded_index(path)
-    state = torch.load(path / SHARDED_META, map_location="cpu", weights_only=True)
+    state = read_weights_file(path / SHARDED_META)
     if weights:
         state["state_dict"] = dict(_joined_tensors(path, index, "state_dict"))
     return state

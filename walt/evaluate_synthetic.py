@@ -32,8 +32,13 @@ import numpy as np
 import torch
 
 from common.atomic import atomic_open
+from common.checkpoint_files import read_weights_file
 from data.class_names import class_names_from_shards
+from data.datamodule import WebVideoDataModule
 from data.shape_detector import score_samples
+from tokenizer.evaluate import reconstruct
+from tokenizer.loading import load_tokenizer
+from tokenizer.metrics import psnr
 from walt.evaluate.drift import chunk_starts
 from walt.evaluate.inputs import MediaItem, read_frames
 from walt.media import loss_curve
@@ -41,7 +46,7 @@ from walt.media import loss_curve
 
 def evaluate(samples_dir: str | Path, shards: str, metrics: str | Path | None = None) -> dict:
     samples_dir = Path(samples_dir)
-    saved = torch.load(samples_dir / "samples.pt", weights_only=True)
+    saved = read_weights_file(samples_dir / "samples.pt")
     if saved["labels"] is None:
         raise ValueError("the samples are unconditional; scoring needs requested classes")
     names = class_names_from_shards(shards)
@@ -85,10 +90,6 @@ def evaluate_reconstructions(
 ) -> dict:
     """Detector rates of the tokenizer's reconstructions of the labelled clips in ``shards``,
     next to the rates of the clips themselves (``input_*``) and the mean PSNR in dB."""
-    from data.datamodule import WebVideoDataModule
-    from tokenizer.loading import load_tokenizer
-    from tokenizer.metrics import psnr
-
     vae = load_tokenizer(tokenizer)
     names = class_names_from_shards(shards)
     module = WebVideoDataModule(val_videos=shards, num_frames=num_frames, size=size,
@@ -97,7 +98,7 @@ def evaluate_reconstructions(
     inputs, recons, labels = [], [], []
     for batch in module.val_dataloader():
         pixels = batch["video"]["pixels"]  # (B, 3, T, H, W)
-        recon = vae.decode(vae.encode(pixels, pad=True), crop_to=pixels.shape[2:]).clamp(-1, 1)
+        recon = reconstruct(vae, pixels)[0].clamp(-1, 1)
         inputs.append(pixels)
         recons.append(recon)
         labels += [names[v] for v in batch["video"]["label"].tolist()]

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
+from common.cli_types import finite_float, positive_float, positive_int
 from walt.core.sampling import SamplingConfig
 from walt.pipelines import MODES, GenerationSettings, VideoPipeline
 from walt.pipelines.outputs import prepare_output_folder
@@ -47,39 +47,18 @@ def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
     example = """'{"eta": 0.5}'"""
     parser.add_argument("--sampler-options", type=_json_object,
                         help=f"the sampler's own options as a JSON object ({example}) {default}")
-    parser.add_argument("--num-inference-steps", type=_positive_int, help=f"sampler steps {default}")
-    parser.add_argument("--guidance-scale", type=_finite,
+    parser.add_argument("--num-inference-steps", type=positive_int, help=f"sampler steps {default}")
+    parser.add_argument("--guidance-scale", type=finite_float,
                         help=f"classifier-free guidance scale over label/text {default}")
     parser.add_argument(
         "--guidance-schedule", choices=GUIDANCE_SCHEDULES, help=f"guidance schedule {default}"
     )
-    parser.add_argument("--guidance-min-scale", type=_finite, help=f"schedule start {default}")
+    parser.add_argument("--guidance-min-scale", type=finite_float, help=f"schedule start {default}")
     parser.add_argument("--guidance-reverse", action=argparse.BooleanOptionalAction,
                         help=f"run a non-constant schedule from the scale down {default}")
-    parser.add_argument("--guidance-rescale", type=_finite, help=f"guidance rescale {default}")
-    parser.add_argument("--frame-guidance-scale", type=_finite,
+    parser.add_argument("--guidance-rescale", type=finite_float, help=f"guidance rescale {default}")
+    parser.add_argument("--frame-guidance-scale", type=finite_float,
                         help=f"guidance over the frame condition c_fp (W.A.L.T App. A) {default}")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _positive_finite(text: str) -> float:
-    value = _finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -114,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--from-settings", help="settings.json of an earlier run to regenerate")
     parser.add_argument("--mode", choices=MODES, default="sample", help="conditioning mode")
     parser.add_argument("--labels", type=_ints, help="comma-separated class indices (-1 = null)")
-    parser.add_argument("--per-class", type=_positive_int, default=2,
+    parser.add_argument("--per-class", type=positive_int, default=2,
                         help="clips per class when --labels is not given")
-    parser.add_argument("--num-samples", type=_positive_int, default=4, help="clips for unconditional models")
+    parser.add_argument("--num-samples", type=positive_int, default=4, help="clips for unconditional models")
     parser.add_argument("--text-embeddings",
                         help="precomputed prompt embeddings (.safetensors or .npy)")
     parser.add_argument("--prompts", help="text file, one prompt per line (needs --text-encoder)")
@@ -128,23 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sr", dest="sr_checkpoints", action="append", metavar="CKPT",
                         help="a super-resolution stage (checkpoint, model folder or export), repeat for more: "
                         "each doubles H and W")
-    parser.add_argument("--noise-level", action="append", type=_finite, metavar="X",
+    parser.add_argument("--noise-level", action="append", type=finite_float, metavar="X",
                         help="noise level of the SR stages' low-res input, in [0, 1]: once for "
                         "all or once per --sr (default: each stage's own)")
     parser.add_argument("--keyframes", type=_ints,
                         help="known latent frames for interpolate, e.g. 0,1,-2,-1")
     parser.add_argument("--keyframe-every", type=int,
                         help="interpolate: every k-th latent frame (and the last) is known")
-    parser.add_argument("--num-chunks", type=_positive_int, default=4, help="chunks of an extend run")
-    parser.add_argument("--num-frames", type=_positive_int, help="pixel frames per clip or chunk, 1 + 4k "
+    parser.add_argument("--num-chunks", type=positive_int, default=4, help="chunks of an extend run")
+    parser.add_argument("--num-frames", type=positive_int, help="pixel frames per clip or chunk, 1 + 4k "
                         "(default: the training length); upscale: frames to take (default all)")
     parser.add_argument("--size", type=_size, help="HxW of the base clips (default: training "
                         "size); upscale: of the input video after resize and crop (default its own)")
-    parser.add_argument("--fps", type=_positive_finite,
+    parser.add_argument("--fps", type=positive_float,
                         help="frame rate: the condition of fps-conditioned models and the files' "
                         "(default 8; upscale: the video's)")
     add_sampling_flags(parser)
-    parser.add_argument("--batch-size", type=_positive_int, default=8, help="clips sampled together")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="clips sampled together")
     parser.add_argument("--seed", type=int, default=0, help="seed of the run")
     parser.add_argument("--png-frames", action="store_true", help="also write every frame as PNG")
     parser.add_argument("--overwrite", action="store_true",

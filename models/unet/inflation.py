@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
+
+from common.checkpoint_files import read_weights_file
 
 
 def is_temporal_key(key: str) -> bool:
@@ -76,7 +77,7 @@ def load_2d_state_dict(path: str | Path, *, prefix: str = "ema.module.") -> dict
         raise FileNotFoundError(f"2D U-Net weights {str(path)!r} do not exist")
     if path.suffix == ".safetensors":
         return load_file(str(path))
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_weights_file(path)
     sd = ckpt.get("state_dict", ckpt)
     picked = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     if not picked:

@@ -15,6 +15,8 @@ from einops import rearrange
 from safetensors.torch import load_file
 from torch import nn
 
+from common.checkpoint_files import read_weights_file
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -26,7 +28,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"perceptual backbone weights not found: {path}")
     if path.suffix == ".safetensors":
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights_file(path)
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 

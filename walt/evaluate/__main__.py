@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from common.cli_types import non_negative_int, positive_int, unit_float
+from walt.core.loading import load_walt_module
 from walt.evaluate.draws import frechet_draws
 from walt.evaluate.drift import drift
 from walt.evaluate.features import I3DFeatures, InceptionFeatures, load_torchscript
@@ -29,20 +31,14 @@ from walt.evaluate.image_metrics import image_features, inception_score_draws
 from walt.evaluate.inputs import MediaItem, iter_media, read_frames, readable_media
 from walt.evaluate.reconstruction import TASKS, reconstruction_draws, score_folder
 from walt.evaluate.report import format_value, print_table, write_json
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from walt.evaluate.super_resolution import evaluate_super_resolution, mean_gain
 
 
 def _draw_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--num-draws", type=_positive, default=1, help="random draws (default 1)")
+    parser.add_argument("--num-draws", type=positive_int, default=1, help="random draws (default 1)")
     parser.add_argument(
         "--draw-size",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="samples per draw (default: all usable samples)",
     )
@@ -53,17 +49,17 @@ def _network_options(parser: argparse.ArgumentParser, flag: str, what: str) -> N
     parser.add_argument(flag, required=True, help=f"{what} TorchScript file (local path)")
     parser.add_argument(
         "--size",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="cover-resize and centre-crop to SIZE x SIZE first (default: as stored)",
     )
     parser.add_argument(
         "--max-items",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="use at most this many files / samples of each source",
     )
-    parser.add_argument("--batch-size", type=_positive, default=8)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -78,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     fvd.add_argument("generated")
     fvd.add_argument("reference")
     _network_options(fvd, "--i3d", "StyleGAN-V I3D")
-    fvd.add_argument("--num-frames", type=_positive, default=FVD_FRAMES)
+    fvd.add_argument("--num-frames", type=positive_int, default=FVD_FRAMES)
     fid = sub.add_parser("fid", help="Fréchet Inception Distance of images / video frames")
     fid.add_argument("generated")
     fid.add_argument("reference")
@@ -88,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         _network_options(p, "--inception", "Inception")
         p.add_argument(
             "--num-frames",
-            type=_positive,
+            type=positive_int,
             default=16,
             help="frames taken from the start of each video (default 16)",
         )
@@ -96,24 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     psnr.add_argument("generated")
     psnr.add_argument("reference")
     psnr.add_argument("--task", choices=TASKS, default="reconstruction")
-    psnr.add_argument("--context-frames", type=int, default=0, help="given frames (prediction)")
+    psnr.add_argument("--context-frames", type=non_negative_int, default=0, help="given frames (prediction)")
     psnr.add_argument(
-        "--keyframe-every", type=int, default=0, help="key-frame spacing (interpolation)"
+        "--keyframe-every", type=non_negative_int, default=0, help="key-frame spacing (interpolation)"
     )
-    psnr.add_argument("--size", type=_positive, default=None)
+    psnr.add_argument("--size", type=positive_int, default=None)
     for p in (fvd, fid, inception, psnr):
         _draw_options(p)
     drifting = sub.add_parser("drift", help="per-chunk colour statistics and seam ratios")
     drifting.add_argument("video", help="a video file or a folder of them")
     drifting.add_argument(
         "--chunk-frames",
-        type=_positive,
+        type=positive_int,
         required=True,
         help="new frames per autoregressive chunk (N)",
     )
     drifting.add_argument(
         "--seam-overlap",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="context frames of each extension (K); the first chunk has K + N",
     )
@@ -122,13 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upscale.add_argument("checkpoint", help="the SR stage's checkpoint or walt.export model folder")
     upscale.add_argument("reference", help="ground-truth videos at the stage's resolution")
-    upscale.add_argument("--num-clips", type=_positive, default=32)
-    upscale.add_argument("--batch-size", type=_positive, default=8)
+    upscale.add_argument("--num-clips", type=positive_int, default=32)
+    upscale.add_argument("--batch-size", type=positive_int, default=8)
     upscale.add_argument(
-        "--noise-level", type=float, default=None,
+        "--noise-level", type=unit_float, default=None,
         help="noise-conditioning level in [0, 1] (default: the stage's own)",
     )
-    upscale.add_argument("--num-inference-steps", type=_positive, default=None)
+    upscale.add_argument("--num-inference-steps", type=positive_int, default=None)
     upscale.add_argument("--sheet", default=None, help="contact sheet PNG: low-res|bicubic|SR|GT")
     upscale.add_argument("--seed", type=int, default=0)
     upscale.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -275,9 +271,6 @@ def run_drift(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
 
 
 def run_sr(args: argparse.Namespace) -> tuple[dict, list[tuple[str, str]]]:
-    from walt.core.loading import load_walt_module
-    from walt.evaluate.super_resolution import evaluate_super_resolution, mean_gain
-
     module = load_walt_module(args.checkpoint, map_location=args.device).eval()
     # Deterministic DDIM, so the score does not depend on the sampler the stage was trained with.
     changes = {"sampler": "ddim", "sampler_options": {"eta": 0.0}}

@@ -15,8 +15,8 @@ StyleGAN-V's ``fvd2048_16f`` (Skorokhodov et al. 2022), the protocol W.A.L.T rep
 
 from __future__ import annotations
 
+import functools
 import random
-import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from data.decode import ShortClipError
 from walt.evaluate.features import I3DFeatures, extract_features
-from walt.evaluate.inputs import count_media, iter_media, read_clip, resize_frames
+from walt.evaluate.inputs import count_media, iter_media, read_clip, readable_media, resize_frames
 
 FVD_FRAMES = 16
 
@@ -44,7 +44,9 @@ def video_clips(
 
     Args:
         source: a folder or shards.
-        num_frames: consecutive frames per clip; shorter videos are skipped (named on stderr).
+        num_frames: consecutive frames per clip; shorter videos are skipped, and undecodable
+            ones too, each named in a warning; past the loader's failure fraction the run
+            stops (``walt.evaluate.inputs.readable_media``).
         random_start: start each clip at a random frame drawn from ``seed`` (else at frame 0).
         seed: seed of the clip starts.
         size: cover-resize and centre-crop to ``size x size`` first (``None``: keep the size).
@@ -52,21 +54,18 @@ def video_clips(
         name: the argument name, for error messages and the progress bar.
     """
     rng = random.Random(seed)
-    done = 0
-    for item in tqdm(
-        iter_media(source, name=name), total=count_media(source), desc=name, unit="file"
-    ):
-        if max_items is not None and done >= max_items:
-            return
-        if item.kind != "video":
-            continue
-        try:
-            frames = read_clip(item, num_frames=num_frames, random_start=random_start, rng=rng)
-        except ShortClipError:
-            print(f"{name}: skipping {item.key}: shorter than {num_frames} frames", file=sys.stderr)
-            continue
-        done += 1
+    files = tqdm(iter_media(source, name=name), total=count_media(source), desc=name, unit="file")
+    videos = (item for item in files if item.kind == "video")
+    clips = readable_media(
+        videos,
+        functools.partial(read_clip, num_frames=num_frames, random_start=random_start, rng=rng),
+        what=f"{name} {source}",
+        skip_quietly=(ShortClipError,),
+    )
+    for done, (item, frames) in enumerate(clips, start=1):
         yield item.key, resize_frames(frames, size)
+        if done == max_items:  # before the next file is read
+            return
 
 
 def fvd_features(

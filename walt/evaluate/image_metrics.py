@@ -8,6 +8,7 @@ its own input size (299 x 299 for ``inception-2015-12-05.pt``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -17,7 +18,13 @@ from tqdm import tqdm
 from walt.evaluate.draws import draw_indices, summarize
 from walt.evaluate.features import extract_features
 from walt.evaluate.frechet import inception_score
-from walt.evaluate.inputs import count_media, iter_media, read_frames, resize_frames
+from walt.evaluate.inputs import (
+    count_media,
+    iter_media,
+    read_frames,
+    readable_media,
+    resize_frames,
+)
 
 
 def image_samples(
@@ -29,20 +36,22 @@ def image_samples(
         source: a folder or shards.
         num_frames: frames taken from the start of each video (all of a shorter one).
         size: cover-resize and centre-crop to ``size x size`` (``None``: keep the size).
-        max_items: stop after this many files / samples of ``source``.
+        max_items: stop after this many usable files / samples of ``source`` (undecodable
+            ones are skipped, each named in a warning; past the loader's failure fraction the
+            run stops: ``walt.evaluate.inputs.readable_media``).
         name: the argument name, for error messages and the progress bar.
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    total = count_media(source)
-    for index, item in enumerate(
-        tqdm(iter_media(source, name=name), total=total, desc=name, unit="file")
-    ):
-        if max_items is not None and index >= max_items:
-            return
-        frames = resize_frames(read_frames(item, max_frames=num_frames), size)  # (T, H, W, 3)
-        for t, frame in enumerate(frames):
+    files = tqdm(iter_media(source, name=name), total=count_media(source), desc=name, unit="file")
+    readable = readable_media(
+        files, functools.partial(read_frames, max_frames=num_frames), what=f"{name} {source}"
+    )
+    for done, (item, frames) in enumerate(readable, start=1):
+        for t, frame in enumerate(resize_frames(frames, size)):  # (H, W, 3) of (T, H, W, 3)
             yield (item.key if item.kind == "image" else f"{item.key}#{t}"), frame
+        if done == max_items:  # before the next file is read
+            return
 
 
 def image_features(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -44,7 +44,7 @@ from data.decode import (
 )
 from data.encode import to_uint8_frames
 from data.make_shards import media_files, sample_key
-from data.pipeline import expand_urls, skip_unreadable
+from data.pipeline import FailureGuard, expand_urls, skip_unreadable
 from data.samples import media_field
 from data.transforms import frames_to_pixels
 from walt.pipelines.outputs import CLIP_FILE, MANIFEST, RUN_FILE
@@ -164,12 +164,28 @@ Decoded = TypeVar("Decoded")
 
 
 def readable_media(
-    items: Iterator[MediaItem], read: Callable[[MediaItem], Decoded], *, what: str
+    items: Iterable[MediaItem],
+    read: Callable[[MediaItem], Decoded],
+    *,
+    what: str,
+    skip_quietly: tuple[type[Exception], ...] = (),
+    guard: FailureGuard | None = None,
 ) -> Iterator[tuple[MediaItem, Decoded]]:
     """``(item, read(item))`` for the items that decode; an undecodable one is skipped and
     named in a warning, and the run stops past the loader's failure fraction
-    (``data.pipeline.skip_unreadable``)."""
-    return skip_unreadable(items, read, name=lambda item: item.name, what=what)
+    (``data.pipeline.skip_unreadable``).
+
+    Args:
+        items: the media to read.
+        read: decodes one item.
+        what: the tool and source, for the guard's message.
+        skip_quietly: exceptions that skip an item without counting it as bad (a video
+            shorter than the clip, ``data.decode.ShortClipError``).
+        guard: a failure guard shared by several calls (one per pair of files); default: one
+            for this call.
+    """
+    return skip_unreadable(items, read, name=lambda item: item.name, what=what,
+                           skip_quietly=skip_quietly, guard=guard)
 
 
 def read_frames(item: MediaItem, *, max_frames: int | None = None) -> np.ndarray:

@@ -13,16 +13,25 @@ with the first ``T`` frames of its ground truth:
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from data.pipeline import FAILURE_CHECK_AFTER, MAX_FAILURE_FRACTION, FailureGuard
 from data.transforms import frames_to_pixels
 from tokenizer.metrics import psnr, ssim
 from walt.evaluate.draws import draw_indices, summarize
-from walt.evaluate.inputs import MediaItem, count_media, iter_media, read_frames, resize_frames
+from walt.evaluate.inputs import (
+    MediaItem,
+    count_media,
+    iter_media,
+    read_frames,
+    readable_media,
+    resize_frames,
+)
 
 Task = Literal["reconstruction", "prediction", "interpolation"]
 TASKS: tuple[str, ...] = ("reconstruction", "prediction", "interpolation")
@@ -80,23 +89,40 @@ def score_folder(
     """One row ``{"key", "frames", "psnr", "ssim"}`` per generated video, in key order.
 
     Every generated key must have a reference sample with the same key; reference samples that
-    were not generated are ignored.
+    were not generated are ignored. A pair with an undecodable file is skipped, the file named
+    in a warning, and the run stops past the loader's failure fraction (one guard over both
+    sources: ``walt.evaluate.inputs.readable_media``).
     """
     wanted: dict[str, MediaItem] = {
         item.key: item for item in iter_media(generated, name="generated")
     }
     if not wanted:
         raise ValueError(f"generated: no videos or images found in {generated}")
+    guard = FailureGuard(
+        max_failure_fraction=MAX_FAILURE_FRACTION, failure_check_after=FAILURE_CHECK_AFTER
+    )
+
+    def decoded(item: MediaItem, **read: int) -> np.ndarray | None:
+        """The item's frames (resized), or None when it does not decode (warned)."""
+        for _, frames in readable_media([item], functools.partial(read_frames, **read),
+                                        what=f"psnr {generated} / {reference}", guard=guard):
+            return resize_frames(frames, size)
+        return None
+
     rows: dict[str, dict] = {}
+    unreadable: set[str] = set()
     total = count_media(reference)
     for ref in tqdm(
         iter_media(reference, name="reference"), total=total, desc="reference", unit="file"
     ):
         item = wanted.get(ref.key)
-        if item is None or ref.key in rows:
+        if item is None or ref.key in rows or ref.key in unreadable:
             continue
-        gen = resize_frames(read_frames(item), size)
-        truth = resize_frames(read_frames(ref, max_frames=len(gen)), size)
+        gen = decoded(item)
+        truth = None if gen is None else decoded(ref, max_frames=len(gen))
+        if truth is None:
+            unreadable.add(ref.key)
+            continue
         frames = scored_frames(
             len(gen), task=task, context_frames=context_frames, keyframe_every=keyframe_every
         )
@@ -105,12 +131,14 @@ def score_folder(
             "frames": len(frames),
             **score_pair(gen, truth, frames, key=ref.key),
         }
-    missing = sorted(set(wanted) - set(rows))
+    missing = sorted(set(wanted) - set(rows) - unreadable)
     if missing:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )
         raise ValueError(f"reference: no sample with the key of generated {shown}")
+    if not rows:
+        raise ValueError(f"no generated video of {generated} and its reference could be read")
     return [rows[key] for key in sorted(rows)]
 
 

@@ -16,6 +16,7 @@ implementation for the project). A contact sheet shows low-res | bicubic | SR | 
 
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from tokenizer.metrics import psnr, ssim
 from walt.core.generation import sampling_stream
 from walt.core.sr_comparison import bicubic_upsample, comparison_sheet
 from walt.core.super_resolution import downsample_pixels
-from walt.evaluate.inputs import iter_media, read_clip
+from walt.evaluate.inputs import iter_media, read_clip, readable_media
 
 SHEET_CLIPS = 4  # clips shown on the contact sheet
 
@@ -39,16 +40,15 @@ def reference_clips(
     reference: str, *, num_clips: int, num_frames: int, size: tuple[int, int], seed: int
 ) -> torch.Tensor:
     """The first ``num_clips`` videos of ``reference`` long enough for ``num_frames`` frames,
-    centre-cropped to ``size``: ``(N, 3, T, H, W)`` in [-1, 1]."""
+    centre-cropped to ``size``: ``(N, 3, T, H, W)`` in [-1, 1]. Shorter and undecodable
+    videos are skipped, each named in a warning; past the loader's failure fraction the run
+    stops (``walt.evaluate.inputs.readable_media``)."""
     rng = random.Random(seed)
     clips: list[torch.Tensor] = []
-    for item in iter_media(reference, name="reference"):
-        if item.kind != "video":
-            continue
-        try:
-            frames = read_clip(item, num_frames=num_frames, random_start=False, rng=rng)
-        except ShortClipError:
-            continue
+    videos = (item for item in iter_media(reference, name="reference") if item.kind == "video")
+    read = functools.partial(read_clip, num_frames=num_frames, random_start=False, rng=rng)
+    for _, frames in readable_media(videos, read, what=f"reference {reference}",
+                                    skip_quietly=(ShortClipError,)):
         clips.append(frames_to_pixels(frames, size=size, crop="center"))
         if len(clips) == num_clips:
             break
