@@ -117,7 +117,7 @@ def test_reconstruction_scores_are_the_tokenizers_ceiling(tmp_path, monkeypatch)
     untrained = json.loads(out.read_text())
     assert untrained["input_joint"] == 1.0 and untrained["count"] == 4
     assert untrained["joint"] < 1.0 and untrained["psnr"] < 25 and untrained["size"] == 32
-    monkeypatch.setattr("tokenizer.loading.load_tokenizer", lambda path: _Identity())
+    monkeypatch.setattr("walt.evaluate_synthetic.load_tokenizer", lambda path: _Identity())
     lossless = evaluate_reconstructions("any", shards, size=32, num_frames=9)
     assert lossless["joint"] == 1.0 and lossless["psnr"] > 60
     with pytest.raises(SystemExit):
