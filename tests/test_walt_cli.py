@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 
 import pytest
 import torch
@@ -119,6 +121,10 @@ def test_model_folder_copied_alone_generates_the_checkpoints_pixels(trained, tmp
     folder = export_checkpoint(trained["ckpt"], tmp_path / "made" / "model")
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [BACKBONE_FILE, TOKENIZER_FILE, CONFIG_FILE])
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {0o666 & ~umask}  # readable by whoever the umask lets read any new file
     moved = tmp_path / "elsewhere" / "model"
     shutil.copytree(folder, moved)
     shutil.rmtree(tmp_path / "made")

@@ -78,7 +78,11 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the model from others
+        # mkdtemp's 0700 (and safetensors' 0600 files) would hide the model from others
+        os.chmod(tmp, 0o777 & ~_umask())
+        for file in tmp.iterdir():
+            if file.is_file():
+                os.chmod(file, 0o666 & ~_umask())
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))

@@ -8,6 +8,7 @@ image-video training); each stream's loss is logged on its own.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,7 +113,11 @@ class WALTModule(LightningModule):
         # Under the CLI the saved hyperparameters are the config itself (class paths included),
         # so `WALTModule.load_from_checkpoint` rebuilds the backbone and diffusion from them
         # (through common.registry only).
-        self.save_hyperparameters()
+        with warnings.catch_warnings():
+            # A backbone built in Python is an nn.Module here; keep_plain_hparams drops it, so
+            # Lightning's advice to ignore it would only repeat on every load.
+            warnings.filterwarnings("ignore", message="Attribute .* is an instance of `nn.Module`")
+            self.save_hyperparameters()
         keep_plain_hparams(self.hparams)
         self.backbone = backbone
         self.inputs = BackboneInputs.of(backbone)  # what the backbone takes, read once
